@@ -1,0 +1,1 @@
+"""Selectors: one module per method, looked up by name in ``SELECTORS``."""
