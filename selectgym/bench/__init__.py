@@ -1,0 +1,1 @@
+"""The benchmark harness: methods x budgets x seeds on the same pool, proxy and target."""
