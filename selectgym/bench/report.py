@@ -86,15 +86,22 @@ def plot(rows: list[dict[str, Any]], out_dir: str | Path, metric: str = "accurac
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     methods = sorted({r["method"] for r in rows if r["method"] != FULL})
+    budgets = sorted({r["budget"] for r in rows if r["method"] != FULL})
     fig, ax = plt.subplots(figsize=(6.5, 4))
-    for m in methods:
-        pts = sorted((r["budget"], r["mean"], r["std"]) for r in rows if r["method"] == m)
-        xs, ys, es = zip(*pts)
-        ax.errorbar([100 * x for x in xs], ys, yerr=es, marker="o", capsize=3, label=m)
+    if len(budgets) == 1:  # one budget: bars read better than one-point lines
+        pts = [next(r for r in rows if r["method"] == m) for m in methods]
+        ax.bar(methods, [r["mean"] for r in pts], yerr=[r["std"] for r in pts], capsize=4, color="tab:blue")
+        ax.set_xlabel(f"method (budget {budgets[0]:.0%} of the pool)")
+        plt.setp(ax.get_xticklabels(), rotation=30, ha="right")
+    else:
+        for m in methods:
+            pts = sorted((r["budget"], r["mean"], r["std"]) for r in rows if r["method"] == m)
+            xs, ys, es = zip(*pts)
+            ax.errorbar([100 * x for x in xs], ys, yerr=es, marker="o", capsize=3, label=m)
+        ax.set_xlabel("budget (% of pool)")
     for r in rows:
         if r["method"] == FULL:
             ax.axhline(r["mean"], color="black", linestyle="--", label="full data")
-    ax.set_xlabel("budget (% of pool)")
     ax.set_ylabel(metric)
     ax.set_title(f"{metric} by selection budget (mean +- std over seeds)")
     ax.legend(fontsize=8)
