@@ -1,0 +1,109 @@
+"""``selectgym/FeatureSelect-v0``: selection over clusters described by proxy features, transferable to new pools."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from gymnasium import spaces
+
+from selectgym.envs.rewards import Reward
+from selectgym.envs.selection import SelectionEnv
+from selectgym.envs.summaries import FEATURE_BOUND, FEATURES
+from selectgym.errors import SelectgymError
+from selectgym.proxies.table import FeatureTable
+
+#: per-cluster columns of the observation, in order.
+CLUSTER_STATS = (*(f"{f}_{s}" for f in FEATURES for s in ("mean", "std")), "next_score", "size_share", "taken_share")
+#: the columns after the ``n_clusters x len(CLUSTER_STATS)`` block.
+EXTRAS = ("budget_left", *(f"has_{f}" for f in FEATURES))
+
+
+class FeatureSelectEnv(SelectionEnv):
+    """Take batches from clusters described by summaries of proxy features, until the budget is spent.
+
+    ## Description
+    The pool is split into ``n_clusters`` K-means clusters of its ``embedding`` array. Clusters sit in
+    *slots* sorted by their mean ``order_by`` score (best first, then larger first), so slot ``i`` means
+    the same kind of cluster on every pool and a policy trained on one pool acts on another. Each step
+    takes the next ``batch_size`` examples of one cluster, in descending ``order_by`` score (default the
+    alignment with the target gradient).
+
+    ## Action Space
+    ``Discrete(n_clusters)``: the slot to take the next batch from. ``action_masks()`` marks the slots with
+    examples left; an action naming an exhausted slot is redirected to the lowest-index open one.
+
+    ## Observation Space
+    ``Box(-5, 5, (n_clusters * 13 + 6,), float32)``: a row of ``CLUSTER_STATS`` per slot, flattened
+    slot by slot, then ``EXTRAS``. Per slot: mean and std over the examples *not yet taken* of each
+    feature in ``selectgym.envs.summaries.FEATURES`` (alignment = cos(train grad, mean val grad),
+    pass_rate, z-scored dpo_gap, z-scored loss, z-scored log length), the mean ``order_by`` score of the
+    next batch, the slot's share of the pool and the share of it already taken (0 for an empty slot).
+    Extras: the share of the budget left and a 0/1 presence flag per feature (an absent feature is a
+    column of zeros). The shape depends only on ``n_clusters``, never on the pool size.
+
+    ## Rewards
+    The configured reward (``selectgym.envs.rewards``) of the batch: ``linear`` (first-order
+    validation-loss drop with a redundancy penalty), ``proxy`` (validation-loss drop of the proxy after
+    training on it) or ``none``.
+
+    ## Episode End
+    Terminates when ``budget`` examples are selected; never truncates (every step takes rows).
+
+    ## Version History
+    * v0: initial version.
+    """
+
+    def __init__(self, table: FeatureTable, val_table: FeatureTable | None = None, *, budget: float | int = 0.05,
+                 n_clusters: int = 16, batch_size: int = 8, order_by: str = "alignment",
+                 features: Sequence[str] | None = None, reward: str | Reward = "linear",
+                 reward_kwargs: dict[str, Any] | None = None, cluster_feature: str = "embedding",
+                 cluster_seed: int = 0, labels: np.ndarray | None = None, train_grad: str = "grad",
+                 val_grad: str = "grad") -> None:
+        if batch_size < 1:
+            raise SelectgymError(f"batch_size must be >= 1, got {batch_size}")
+        super().__init__(table, val_table, budget=budget, n_clusters=n_clusters, order_by=order_by,
+                         features=features, reward=reward, reward_kwargs=reward_kwargs,
+                         cluster_feature=cluster_feature, cluster_seed=cluster_seed, labels=labels,
+                         train_grad=train_grad, val_grad=val_grad)
+        self.batch_size = int(batch_size)
+        mean_score = np.array([self.scores[g].mean() if len(g) else -np.inf for g in self.groups])
+        slot_order = np.lexsort((np.arange(self.n_clusters), -self.sizes, -mean_score))
+        self.groups = [self.groups[c] for c in slot_order]
+        self.sizes = self.sizes[slot_order]
+        self.size_share = self.sizes / self.n_examples
+        self.observation_space = spaces.Box(-FEATURE_BOUND, FEATURE_BOUND,
+                                            (self.n_clusters * len(CLUSTER_STATS) + len(EXTRAS),), np.float32)
+        self._stats = np.zeros((self.n_clusters, len(CLUSTER_STATS)), dtype=np.float32)
+        self._slot_x: list[np.ndarray] = []
+
+    def _batch_size(self, slot: int) -> int:
+        return self.batch_size
+
+    def _on_reset(self) -> None:
+        self._slot_x = [self.x[m] for m in self.members]
+        for slot in range(self.n_clusters):
+            self._on_take(slot)
+
+    def _on_take(self, slot: int) -> None:
+        start, size = int(self.ptr[slot]), int(self.sizes[slot])
+        row = self._stats[slot]
+        row[:] = 0.0
+        rest = self._slot_x[slot][start:]
+        if len(rest):
+            row[0:2 * len(FEATURES):2] = rest.mean(axis=0)
+            row[1:2 * len(FEATURES):2] = rest.std(axis=0)
+            row[-3] = self.scores[self.members[slot][start:start + self.batch_size]].mean()
+        row[-2] = self.size_share[slot]
+        row[-1] = start / size if size else 0.0
+
+    def _observation(self) -> np.ndarray:
+        extras = np.concatenate([[1.0 - self.n_taken / self.budget], self.present]).astype(np.float32)
+        return np.concatenate([self._stats.ravel(), extras])
+
+    def observation_schema(self) -> dict[str, Any]:
+        """What the observation holds, for a saved policy's sidecar."""
+        return {"kind": "cluster_features", "n_clusters": self.n_clusters, "stats": list(CLUSTER_STATS),
+                "extras": list(EXTRAS), "features": [f for f, p in zip(FEATURES, self.present) if p],
+                "shape": list(self.observation_space.shape)}

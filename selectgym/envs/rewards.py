@@ -1,0 +1,211 @@
+"""Rewards of the selection envs: one interface, chosen by name in a config (``REWARDS``).
+
+A reward is told, step by step, which rows of the training table were added to the selection, and returns
+how much that batch is worth. ``reset`` starts a new episode from the same initial state.
+
+``linear`` (first-order estimate, thousands of steps/s). With ``g_B`` the mean projected training gradient
+of the batch, ``g_V`` the mean validation gradient and ``g_T`` the mean gradient of the rows taken before::
+
+    r = lr * |g_B| * |g_V| * (cos(g_B, g_V) - redundancy * max(0, cos(g_B, g_T)))
+      = lr * <g_B, g_V> - redundancy * lr * |g_B| * |g_V| * max(0, cos(g_B, g_T))
+
+The first term is the first-order drop of the validation loss after one SGD step of size ``lr`` on the
+batch. The penalty has the same units and is zero for the first batch and for batches orthogonal to (or
+opposed to) what is already taken, so a batch that repeats the selection earns less.
+
+``proxy`` really trains the proxy's LoRA on the batch for ``steps`` optimizer steps and returns the drop in
+the (subsampled, seeded) validation loss; adapter and optimizer return to their initial state every episode.
+
+``none`` always returns 0: for rolling a trained policy out, where no reward is needed.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from selectgym.errors import SelectgymError
+from selectgym.proxies.table import FeatureTable
+
+log = logging.getLogger(__name__)
+
+
+class Reward(ABC):
+    """How much adding a batch of rows to the selection is worth."""
+
+    name: str = "reward"
+
+    def reset(self) -> None:
+        """Start a new episode: nothing taken, any trained state back to the start."""
+
+    @abstractmethod
+    def step(self, rows: np.ndarray) -> float:
+        """The reward for adding ``rows`` (table row positions) to the selection."""
+
+    def describe(self) -> dict[str, Any]:
+        """The settings that define this reward (recorded beside a saved policy)."""
+        return {"name": self.name}
+
+
+class NoReward(Reward):
+    """Always 0."""
+
+    name = "none"
+
+    def __init__(self, table: FeatureTable | None = None, val_table: FeatureTable | None = None) -> None:
+        pass
+
+    def step(self, rows: np.ndarray) -> float:
+        return 0.0
+
+
+class LinearReward(Reward):
+    """First-order validation-loss drop of one SGD step on the batch, minus a redundancy penalty."""
+
+    name = "linear"
+
+    def __init__(self, table: FeatureTable, val_table: FeatureTable | None, lr: float = 1.0,
+                 redundancy: float = 0.5, train_grad: str = "grad", val_grad: str = "grad") -> None:
+        if val_table is None:
+            raise SelectgymError("the linear reward needs validation gradients; give validation features "
+                                 "or use reward 'proxy'")
+        if lr <= 0 or redundancy < 0:
+            raise SelectgymError(f"linear reward needs lr > 0 and redundancy >= 0 (got {lr}, {redundancy})")
+        self.lr, self.redundancy = float(lr), float(redundancy)
+        self.train_grad, self.val_grad = train_grad, val_grad
+        self.grads = np.asarray(table.get(train_grad), dtype=np.float64)
+        self.target = np.asarray(val_table.get(val_grad), dtype=np.float64).mean(axis=0)
+        if self.grads.shape[1] != self.target.shape[0]:
+            raise SelectgymError(f"train {train_grad!r} has dimension {self.grads.shape[1]} but validation "
+                                 f"{val_grad!r} has {self.target.shape[0]}; compute both with the same projection")
+        self.target_norm = float(np.linalg.norm(self.target))
+        self.reset()
+
+    def reset(self) -> None:
+        self.taken_sum = np.zeros_like(self.target)
+        self.taken_count = 0
+
+    def step(self, rows: np.ndarray) -> float:
+        batch = self.grads[rows]
+        g_b = batch.mean(axis=0)
+        reward = self.lr * float(g_b @ self.target)
+        if self.taken_count and self.redundancy:
+            norm_b, norm_t = float(np.linalg.norm(g_b)), float(np.linalg.norm(self.taken_sum))
+            if norm_b > 0 and norm_t > 0:
+                overlap = max(0.0, float(g_b @ self.taken_sum) / (norm_b * norm_t))
+                reward -= self.redundancy * self.lr * norm_b * self.target_norm * overlap
+        self.taken_sum += batch.sum(axis=0)
+        self.taken_count += len(rows)
+        return reward
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name, "lr": self.lr, "redundancy": self.redundancy,
+                "train_grad": self.train_grad, "val_grad": self.val_grad}
+
+
+class ProxyReward(Reward):
+    """Train the proxy's LoRA on the batch for a few steps; reward = drop in validation loss."""
+
+    name = "proxy"
+
+    def __init__(self, table: FeatureTable, val_table: FeatureTable | None = None, *, pool: Sequence,
+                 val_pool: Sequence, model: str = "tiny", lr: float = 1e-3, steps: int = 2, val_subsample: int = 16,
+                 max_length: int = 256, micro_batch: int = 16, lora_r: int = 8, seed: int = 0) -> None:
+        import torch
+
+        from selectgym.proxies.lora import LoraSpec, attach_lora, lora_parameters
+        from selectgym.proxies.models import load_model
+
+        if steps < 1 or lr <= 0 or val_subsample < 1 or micro_batch < 1:
+            raise SelectgymError(f"proxy reward needs steps >= 1, lr > 0, val_subsample >= 1 and micro_batch >= 1 "
+                                 f"(got {steps}, {lr}, {val_subsample}, {micro_batch})")
+        by_id = {ex.id: ex for ex in pool}
+        missing = [i for i in table.ids if i not in by_id]
+        if missing:
+            raise SelectgymError(f"{len(missing)} feature rows (e.g. {missing[0]!r}) are not in the given pool; "
+                                 f"pass the pool the features were computed from")
+        if len(val_pool) == 0:
+            raise SelectgymError("the proxy reward needs a non-empty validation pool")
+        self.examples = [by_id[i] for i in table.ids]
+        self.settings = {"model": model, "lr": lr, "steps": steps, "val_subsample": val_subsample,
+                         "max_length": max_length, "micro_batch": micro_batch, "lora_r": lora_r, "seed": seed}
+        self.lr, self.steps, self.max_length, self.micro_batch = lr, steps, max_length, micro_batch
+        base, self.tokenizer = load_model(model)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)  # peft draws the LoRA A matrices from the global generator
+            self.model = attach_lora(base, LoraSpec(r=lora_r, alpha=2 * lora_r))
+        self.params = [p for _, p in lora_parameters(self.model)]
+        self.initial = [p.detach().clone() for p in self.params]
+        rng = np.random.default_rng(seed)
+        keep = np.sort(rng.choice(len(val_pool), size=min(val_subsample, len(val_pool)), replace=False))
+        self.val_batch = self._collate([val_pool[int(i)] for i in keep])
+        self._rendered: dict[int, Any] = {}
+        self.initial_val_loss = self._val_loss()
+        self.reset()
+
+    def _collate(self, examples: Sequence) -> dict:
+        from selectgym.data.render import collate, render_example
+
+        items = [render_example(self.tokenizer, ex, self.max_length) for ex in examples]
+        return collate(items, self.tokenizer.pad_token_id)
+
+    def _loss(self, batch: dict):
+        labels = batch["input_ids"].masked_fill(batch["response_mask"] == 0, -100)
+        return self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=labels).loss
+
+    def _val_loss(self) -> float:
+        import torch
+
+        self.model.eval()
+        with torch.no_grad():
+            return float(self._loss(self.val_batch))
+
+    def reset(self) -> None:
+        import torch
+
+        with torch.no_grad():
+            for p, p0 in zip(self.params, self.initial):
+                p.copy_(p0)
+        self.optimizer = torch.optim.AdamW(self.params, lr=self.lr, weight_decay=0.0)
+        self.val_loss = self.initial_val_loss
+
+    def step(self, rows: np.ndarray) -> float:
+        rows = [int(r) for r in rows]
+        chunks = [self._collate([self.examples[r] for r in rows[i:i + self.micro_batch]])
+                  for i in range(0, len(rows), self.micro_batch)]
+        sizes = [len(c["input_ids"]) for c in chunks]
+        self.model.train()
+        for _ in range(self.steps):
+            self.optimizer.zero_grad(set_to_none=True)
+            for chunk, size in zip(chunks, sizes):
+                (self._loss(chunk) * (size / len(rows))).backward()
+            self.optimizer.step()
+        before, self.val_loss = self.val_loss, self._val_loss()
+        return before - self.val_loss
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name, **self.settings}
+
+
+#: reward name -> class; every class takes ``(table, val_table, **settings)``.
+REWARDS: dict[str, type[Reward]] = {"linear": LinearReward, "proxy": ProxyReward, "none": NoReward}
+
+
+def make_reward(reward: str | Reward, table: FeatureTable, val_table: FeatureTable | None,
+                **settings: Any) -> Reward:
+    """A reward from its name and settings (an instance is returned as it is)."""
+    if isinstance(reward, Reward):
+        return reward
+    if reward not in REWARDS:
+        raise SelectgymError(f"unknown reward {reward!r}; choose from {sorted(REWARDS)}")
+    cls = REWARDS[reward]
+    known = [n for n in inspect.signature(cls.__init__).parameters if n not in ("self", "table", "val_table")]
+    unknown = sorted(set(settings) - set(known))
+    if unknown:
+        raise SelectgymError(f"reward {reward!r} has no setting(s) {unknown}; it takes {known}")
+    return cls(table, val_table, **settings)

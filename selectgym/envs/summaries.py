@@ -1,0 +1,114 @@
+"""Per-example proxy features for the selection envs, and the K-means clusters they are summarised over.
+
+Every feature is scale-free, so per-cluster summaries mean the same thing on any pool:
+
+=============  =========================================================================================
+``alignment``  cos(train gradient, mean validation gradient), in [-1, 1]
+``pass_rate``  share of rollouts the verifier accepted, in [0, 1]
+``dpo_gap``    DPO implicit reward gap, z-scored over the pool and clipped to [-5, 5]
+``loss``       SFT loss, z-scored and clipped
+``length``     log(1 + response tokens), z-scored and clipped
+=============  =========================================================================================
+
+A feature the table lacks is a column of zeros, and its presence flag is 0.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Sequence
+
+import numpy as np
+
+from selectgym.errors import SelectgymError
+from selectgym.proxies.table import FeatureTable
+
+log = logging.getLogger(__name__)
+
+FEATURES = ("alignment", "pass_rate", "dpo_gap", "loss", "length")
+#: every feature lies in [-FEATURE_BOUND, FEATURE_BOUND].
+FEATURE_BOUND = 5.0
+
+
+def _zscore(x: np.ndarray) -> np.ndarray:
+    std = x.std()
+    z = (x - x.mean()) / std if std > 1e-12 else np.zeros_like(x)
+    return np.clip(z, -FEATURE_BOUND, FEATURE_BOUND)
+
+
+def alignment(table: FeatureTable, val_table: FeatureTable, train_grad: str = "grad",
+              val_grad: str = "grad") -> np.ndarray:
+    """cos(g_i, mean_j g_val_j) for every training example (0 where a gradient is all zeros)."""
+    g = np.asarray(table.get(train_grad), dtype=np.float64)
+    target = np.asarray(val_table.get(val_grad), dtype=np.float64).mean(axis=0)
+    if g.shape[1] != target.shape[0]:
+        raise SelectgymError(f"train {train_grad!r} has dimension {g.shape[1]} but validation {val_grad!r} has "
+                             f"{target.shape[0]}; compute both with the same projection")
+    norms = np.linalg.norm(g, axis=1) * np.linalg.norm(target)
+    return np.divide(g @ target, norms, out=np.zeros(len(g)), where=norms > 0)
+
+
+def available_features(table: FeatureTable, val_table: FeatureTable | None, train_grad: str = "grad",
+                       val_grad: str = "grad") -> list[str]:
+    """The names in ``FEATURES`` these tables can provide."""
+    have = {
+        "alignment": table.has(train_grad) and val_table is not None and val_table.has(val_grad),
+        "pass_rate": table.has("pass_rate"),
+        "dpo_gap": table.has("dpo_gap"),
+        "loss": table.has("loss"),
+        "length": table.has("length"),
+    }
+    return [name for name in FEATURES if have[name]]
+
+
+def feature_matrix(table: FeatureTable, val_table: FeatureTable | None, features: Sequence[str] | None = None,
+                   train_grad: str = "grad", val_grad: str = "grad") -> tuple[np.ndarray, np.ndarray]:
+    """``(X, present)``: X is (N, len(FEATURES)) float64, present a 0/1 flag per feature.
+
+    ``features=None`` uses every feature the tables have; a list asks for exactly those, and a missing one
+    is an error naming what is absent.
+    """
+    have = available_features(table, val_table, train_grad, val_grad)
+    if features is None:
+        features = have
+    unknown = [f for f in features if f not in FEATURES]
+    if unknown:
+        raise SelectgymError(f"unknown feature(s) {unknown}; choose from {list(FEATURES)}")
+    missing = [f for f in features if f not in have]
+    if missing:
+        raise SelectgymError(f"features lack {missing} (they provide {have}); recompute them with a config that "
+                             f"enables {missing}, or leave those out")
+    x = np.zeros((len(table), len(FEATURES)))
+    present = np.zeros(len(FEATURES))
+    for j, name in enumerate(FEATURES):
+        if name not in features:
+            continue
+        present[j] = 1.0
+        if name == "alignment":
+            x[:, j] = alignment(table, val_table, train_grad, val_grad)
+        elif name == "pass_rate":
+            x[:, j] = np.clip(np.asarray(table.get("pass_rate"), dtype=np.float64), 0.0, 1.0)
+        elif name == "length":
+            x[:, j] = _zscore(np.log1p(np.asarray(table.get("length"), dtype=np.float64)))
+        else:
+            x[:, j] = _zscore(np.asarray(table.get(name), dtype=np.float64))
+    if not np.isfinite(x).all():
+        raise SelectgymError("features contain NaN or infinite values; check the losses and gradients")
+    return x, present
+
+
+def cluster_labels(table: FeatureTable, n_clusters: int, seed: int = 0, feature: str = "embedding") -> np.ndarray:
+    """K-means (scikit-learn, seeded) cluster label of every row of ``table[feature]``."""
+    from sklearn.cluster import KMeans
+
+    data = np.asarray(table.get(feature), dtype=np.float64)
+    if data.ndim == 1:
+        data = data[:, None]
+    if n_clusters < 1 or len(data) < n_clusters:
+        raise SelectgymError(f"cannot make {n_clusters} clusters from {len(data)} examples; "
+                             f"use n_clusters between 1 and {len(data)}")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # duplicate points make sklearn warn about fewer distinct clusters
+        km = KMeans(n_clusters=n_clusters, n_init=4, random_state=seed).fit(data)
+    return km.labels_.astype(np.int64)

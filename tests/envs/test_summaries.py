@@ -1,0 +1,37 @@
+"""Per-example features and clusters the envs summarise."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from selectgym.envs.summaries import FEATURES, alignment, cluster_labels, feature_matrix
+from selectgym.errors import SelectgymError
+from selectgym.proxies.table import FeatureTable
+
+
+def test_alignment_by_hand():
+    train = FeatureTable(["a", "b", "c"], {"grad": np.array([[3.0, 4.0], [0.0, 0.0], [-1.0, 0.0]])})
+    val = FeatureTable(["v", "w"], {"grad": np.array([[2.0, 0.0], [0.0, 0.0]])})  # mean (1, 0)
+    np.testing.assert_allclose(alignment(train, val), [0.6, 0.0, -1.0])
+
+
+def test_feature_matrix_scales_and_flags():
+    train = FeatureTable(["a", "b", "c", "d"], {"loss": np.array([1.0, 2.0, 3.0, 4.0]),
+                                                "length": np.array([9.0, 9.0, 9.0, 9.0])})
+    x, present = feature_matrix(train, None)
+    z = (np.arange(4) - 1.5) / np.std(np.arange(4))
+    np.testing.assert_allclose(x[:, FEATURES.index("loss")], z)
+    np.testing.assert_array_equal(x[:, FEATURES.index("length")], 0.0)  # constant -> 0, not NaN
+    np.testing.assert_array_equal(present, [0, 0, 0, 1, 1])
+    with pytest.raises(SelectgymError, match=r"features lack \['pass_rate'\]"):
+        feature_matrix(train, None, ["loss", "pass_rate"])
+
+
+def test_cluster_labels_are_seeded_and_checked():
+    rng = np.random.default_rng(0)
+    table = FeatureTable([str(i) for i in range(60)], {"embedding": rng.normal(size=(60, 4))})
+    np.testing.assert_array_equal(cluster_labels(table, 5, seed=1), cluster_labels(table, 5, seed=1))
+    assert set(cluster_labels(table, 5, seed=1)) == set(range(5))
+    with pytest.raises(SelectgymError, match="cannot make 61 clusters from 60"):
+        cluster_labels(table, 61)
