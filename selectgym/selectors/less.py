@@ -1,0 +1,84 @@
+"""LESS: rank training examples by the cosine of their (Adam-normalised) gradient with target gradients.
+
+``score(z) = mean_j cos(P g_adam(z), P g(v_j))``. With several checkpoints (arrays ``name@ckpt`` and
+``train.meta["checkpoints"] = {ckpt: mean_lr}``) each checkpoint's cosine matrix is weighted by its mean
+learning rate (normalised to sum to 1) and summed, as LESS does, before the validation rows are
+aggregated. With validation subtasks the rows are averaged within each subtask, and the best subtask
+counts: an example that helps one target task a lot is worth keeping even if it is neutral elsewhere.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+
+from selectgym.errors import SelectgymError
+from selectgym.proxies.table import FeatureTable
+from selectgym.selectors.base import Selector, cosine_matrix
+
+GRADIENT_TYPES = {"adam": "grad_adam", "sgd": "grad"}
+
+
+def checkpoint_weights(train: FeatureTable) -> dict[str, float] | None:
+    """``{ckpt: weight}`` from ``train.meta["checkpoints"]`` (mean LRs normalised to sum 1), or None."""
+    lrs = train.meta.get("checkpoints")
+    if not lrs:
+        return None
+    values = [float(v) for v in lrs.values()]
+    if any(not math.isfinite(v) or v < 0 for v in values) or sum(values) <= 0:
+        raise SelectgymError(f"checkpoint learning rates must be finite, >= 0 and not all 0, got {dict(lrs)}; "
+                             "fix meta['checkpoints'] in the training features")
+    total = sum(values)
+    return {str(c): v / total for c, v in zip(lrs, values)}
+
+
+def aggregate_subtasks(sim: np.ndarray, labels: Sequence[str] | None) -> np.ndarray:
+    """``(N, M)`` similarities -> ``(N,)``: mean within each subtask, then the max over subtasks."""
+    if labels is None:
+        return sim.mean(axis=1)
+    labels = list(labels)
+    if len(labels) != sim.shape[1]:
+        raise SelectgymError(f"{len(labels)} subtask labels for {sim.shape[1]} validation rows; give one label "
+                             "per validation example")
+    groups = dict.fromkeys(labels)
+    per_task = [sim[:, [j for j, lab in enumerate(labels) if lab == g]].mean(axis=1) for g in groups]
+    return np.max(np.stack(per_task, axis=1), axis=1)
+
+
+def gradient_match_scores(train: FeatureTable, val: FeatureTable, train_feature: str, val_feature: str,
+                          subtasks: Sequence[str] | None) -> np.ndarray:
+    """The LESS score of every training row against ``val``'s rows (checkpoints and subtasks applied)."""
+    weights = checkpoint_weights(train)
+    pairs = ([(train_feature, val_feature, 1.0)] if weights is None else
+             [(f"{train_feature}@{c}", f"{val_feature}@{c}", w) for c, w in weights.items()])
+    sim = sum(w * cosine_matrix(train.get(a), val.get(b)) for a, b, w in pairs)
+    labels = subtasks if subtasks is not None else val.meta.get("subtasks")
+    return aggregate_subtasks(sim, labels)
+
+
+@dataclass
+class LessSelector(Selector):
+    """LESS (Xia et al., 2024): mean cosine of the training gradient with each validation SFT gradient.
+
+    Options: ``gradient_type`` ``adam`` (default, reads ``grad_adam``) or ``sgd`` (raw ``grad``);
+    ``subtasks``: one label per validation row (default: ``val.meta["subtasks"]``, else one task).
+    """
+
+    gradient_type: str = "adam"
+    subtasks: Sequence[str] | None = None
+
+    name: ClassVar[str] = "less"
+    val_feature: ClassVar[str] = "grad"
+
+    def __post_init__(self) -> None:
+        if self.gradient_type not in GRADIENT_TYPES:
+            raise SelectgymError(f"gradient_type must be one of {', '.join(GRADIENT_TYPES)}, "
+                                 f"got {self.gradient_type!r}")
+
+    def score(self, train: FeatureTable, val: FeatureTable | None, rng: np.random.Generator) -> np.ndarray:
+        val = self.require_val(val)
+        return gradient_match_scores(train, val, GRADIENT_TYPES[self.gradient_type], self.val_feature, self.subtasks)
