@@ -168,7 +168,7 @@ class GradAlignSelector(Selector):
         scores = self._all_scores(train, val, chunks, rng)
         picked: list[int] = []
         rounds: list[dict[str, Any]] = []
-        for r, (chunk, quota) in enumerate(zip(chunks, self.quotas(chunks, k))):
+        for r, (chunk, quota) in enumerate(zip(chunks, self.quotas(chunks, k), strict=True)):
             if len(picked) == k:
                 break
             chosen = chunk[top_k(scores[chunk], quota, rng)]

@@ -33,7 +33,7 @@ def checkpoint_weights(train: FeatureTable) -> dict[str, float] | None:
         raise SelectgymError(f"checkpoint learning rates must be finite, >= 0 and not all 0, got {dict(lrs)}; "
                              "fix meta['checkpoints'] in the training features")
     total = sum(values)
-    return {str(c): v / total for c, v in zip(lrs, values)}
+    return {str(c): v / total for c, v in zip(lrs, values, strict=True)}
 
 
 def aggregate_subtasks(sim: np.ndarray, labels: Sequence[str] | None) -> np.ndarray:
