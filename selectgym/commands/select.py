@@ -1,0 +1,159 @@
+"""Select training examples: a method's scores on computed features, or a trained selection policy.
+
+Examples: `selectgym select --method less --features feats/ --budget 0.05 --out selected.jsonl`;
+`selectgym select --method gradalign --features feats/ --option mode=sim --option chunk_size=256`;
+`selectgym select --policy policy.zip --pool new.jsonl --budget 0.05`. Writes the chosen examples in the
+pool's own format (selection order) and <out stem>.scores.jsonl (id, score, rank, selected) beside them,
+then prints how many were chosen, their score range and, for a pool with suite labels, how many are
+clean and on-target against the pool's base rate.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from selectgym.cli import add_config_flag
+from selectgym.errors import SelectgymError
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_config_flag(parser)
+    parser.add_argument("--method", default=None, help="selector name (random, less, nice, gradalign, dpo_gap, "
+                        "policy) or a dotted path 'pkg.mod:Class' to your own Selector")
+    parser.add_argument("--policy", default=None, help="a trained selection policy (.zip) to apply instead of a method")
+    parser.add_argument("--features", default=None, help="feature store folder written by `selectgym features`")
+    parser.add_argument("--pool", default=None, help="pool file; without it, the pool the features were computed on")
+    parser.add_argument("--val", default=None, help="target/validation file (with --policy)")
+    parser.add_argument("--budget", default=None, help="share of the pool in (0, 1) or a count; "
+                        "without it, the method's own default (0.05; dpo_gap 0.1)")
+    parser.add_argument("--out", default="selected.jsonl", help="where to write the chosen examples (.jsonl)")
+    parser.add_argument("--seed", type=int, default=0, help="seed for ties, rounds and random draws")
+    parser.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                        help="a selector option, e.g. gradient_type=sgd or mode=accgreedy (repeatable)")
+
+
+def parse_budget(value: Any) -> float | int | None:
+    """``"0.05"`` -> 0.05, ``"40"`` -> 40, None stays None (then the method's default applies)."""
+    if value is None or (isinstance(value, (int, float)) and not isinstance(value, bool)):
+        return value
+    text = str(value).strip()
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            continue
+    raise SelectgymError(f"--budget must be a share like 0.05 or a count like 100, got {value!r}")
+
+
+def parse_options(pairs: list[str]) -> dict[str, Any]:
+    """``["mode=sim", "q=4"]`` -> ``{"mode": "sim", "q": 4}``; values are read as YAML scalars or lists."""
+    options: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = str(pair).partition("=")
+        if not sep or not key.strip():
+            raise SelectgymError(f"--option takes KEY=VALUE (like mode=sim), got {pair!r}")
+        try:
+            options[key.strip().replace("-", "_")] = yaml.safe_load(value) if value.strip() else None
+        except yaml.YAMLError:
+            raise SelectgymError(f"--option {pair!r}: the value is not a readable number, word or list") from None
+    return options
+
+
+def load_features(path: str | Path):
+    """``(train, val or None, store meta)`` from a feature store folder."""
+    if not Path(path).is_dir():
+        raise SelectgymError(f"{path}: no such feature folder; compute features with `selectgym features`")
+    try:
+        from selectgym.proxies.store import FeatureStore
+    except ModuleNotFoundError as err:
+        raise SelectgymError(f"reading features needs selectgym.proxies.store, which is missing ({err})") from None
+    store = FeatureStore.open(path)
+    val = store.table("val") if store.has_table("val") else None
+    return store.table("train"), val, dict(store.meta)
+
+
+def _select_with_method(args: argparse.Namespace):
+    from selectgym.selectors import get_selector
+
+    if not args.features:
+        raise SelectgymError("--method needs --features DIR (a folder written by `selectgym features`)")
+    selector = get_selector(args.method, **parse_options(args.option))
+    train, val, meta = load_features(args.features)
+    budget = parse_budget(args.budget)
+    selection = selector.select(train, val, selector.default_budget if budget is None else budget, args.seed)
+    pool_path = args.pool or meta.get("pool_path")
+    if not pool_path:
+        raise SelectgymError(f"{args.features} does not record its pool file; pass --pool FILE")
+    return selection, pool_path, train.ids
+
+
+def _select_with_policy(args: argparse.Namespace):
+    if args.option:
+        raise SelectgymError("--option applies to --method selectors, not to --policy")
+    if not args.pool:
+        raise SelectgymError("--policy needs --pool FILE, the pool to select from")
+    try:
+        from selectgym.agents.apply import apply_policy
+    except ModuleNotFoundError as err:
+        raise SelectgymError(f"applying a policy needs selectgym.agents.apply, which is missing ({err})") from None
+    budget = parse_budget(args.budget)
+    selection = apply_policy(args.policy, args.pool, budget=0.05 if budget is None else budget, seed=args.seed,
+                             val_path=args.val, features_dir=args.features)
+    return selection, args.pool, None
+
+
+def score_rows(selection, all_ids: list[str] | None) -> list[dict[str, Any]]:
+    """Rank 1.. for the chosen examples in selection order, then every other example by score."""
+    rows = [{"id": i, "score": float(s), "rank": r, "selected": True}
+            for r, (i, s) in enumerate(zip(selection.ids, selection.scores, strict=True), start=1)]
+    pool_scores = selection.pool_scores
+    if all_ids is None or pool_scores is None or len(pool_scores) != len(all_ids):
+        return rows
+    chosen = set(selection.ids)
+    rest = sorted((i for i in range(len(all_ids)) if all_ids[i] not in chosen), key=lambda i: -pool_scores[i])
+    rows += [{"id": all_ids[i], "score": float(pool_scores[i]), "rank": len(rows) + n, "selected": False}
+             for n, i in enumerate(rest, start=1)]
+    return rows
+
+
+def label_summary(pool, chosen) -> str | None:
+    """'18/25 clean and on-target (72.0%) vs 35.0% in the pool', when the pool carries suite labels."""
+    if not any("useful" in ex.meta for ex in pool):
+        return None
+    hit = sum(bool(ex.meta.get("useful")) for ex in chosen)
+    base = sum(bool(ex.meta.get("useful")) for ex in pool) / len(pool)
+    return f"{hit}/{len(chosen)} clean and on-target ({100 * hit / len(chosen):.1f}%) vs {100 * base:.1f}% in the pool"
+
+
+def run(args: argparse.Namespace) -> int:
+    from selectgym.data import load_pool, save_pool
+    from selectgym.utils import write_jsonl
+
+    if bool(args.method) == bool(args.policy):
+        raise SelectgymError("give exactly one of --method NAME or --policy FILE")
+    out = Path(args.out)
+    if out.suffix != ".jsonl":
+        raise SelectgymError(f"--out {out}: selections are written as JSON lines; use a name ending in .jsonl")
+    selection, pool_path, all_ids = (_select_with_method if args.method else _select_with_policy)(args)
+    if not Path(pool_path).exists():
+        raise SelectgymError(f"pool file {pool_path} not found; pass --pool FILE")
+    pool = load_pool(pool_path)
+    chosen = pool.subset(selection.ids)
+    save_pool(out, chosen)
+    scores_path = out.with_name(out.stem + ".scores.jsonl")
+    write_jsonl(scores_path, score_rows(selection, all_ids))
+
+    scores = np.asarray(selection.scores, dtype=np.float64)
+    print(f"selected {len(chosen)} of {len(pool)} examples with {selection.method} (seed {args.seed}) -> {out}")
+    print(f"scores {scores.min():.4g} to {scores.max():.4g}; all scores and ranks in {scores_path}")
+    if selection.info and selection.info.get("rounds"):
+        print(f"{len(selection.info['rounds'])} selection rounds of up to {selection.info['chunk_size']} candidates")
+    labels = label_summary(pool, chosen)
+    if labels:
+        print(labels)
+    return 0

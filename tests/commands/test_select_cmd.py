@@ -1,0 +1,167 @@
+import json
+import sys
+import types
+
+import numpy as np
+import pytest
+
+from selectgym.cli import main
+from selectgym.commands.select import parse_budget, parse_options
+from selectgym.data import load_pool
+from selectgym.errors import SelectgymError
+from selectgym.proxies.table import FeatureTable
+from selectgym.selectors import Selection
+
+
+class FakeStore:
+    """The feature store API the command reads: open(path), table(name), has_table(name), meta."""
+
+    saved: dict = {}
+
+    def __init__(self, tables, meta):
+        self._tables, self.meta = tables, meta
+
+    @classmethod
+    def open(cls, path):
+        return cls.saved[str(path)]
+
+    def table(self, name):
+        return self._tables[name]
+
+    def has_table(self, name):
+        return name in self._tables
+
+
+@pytest.fixture()
+def fake_store(monkeypatch):
+    module = types.ModuleType("selectgym.proxies.store")
+    module.FeatureStore = FakeStore
+    monkeypatch.setitem(sys.modules, "selectgym.proxies.store", module)
+    monkeypatch.setattr(FakeStore, "saved", {})
+    return FakeStore
+
+
+@pytest.fixture()
+def features(tmp_path, suite_dir, fake_store):
+    """Features on the suite's SFT pool: dpo_gap is -1 for clean on-target examples, +1 for the rest."""
+    pool = load_pool(suite_dir / "sft.jsonl")
+    useful = np.array([bool(ex.meta["useful"]) for ex in pool])
+    rng = np.random.default_rng(0)
+    grads = rng.normal(size=(len(pool), 4))
+    grads[useful, 0] += 5.0
+    train = FeatureTable(pool.ids, {"dpo_gap": np.where(useful, -1.0, 1.0) + 0.01 * np.arange(len(pool)),
+                                    "grad_adam": grads, "grad": grads})
+    val = FeatureTable(["v0", "v1"], {"grad": np.array([[1.0, 0, 0, 0], [1.0, 0.1, 0, 0]])})
+    folder = tmp_path / "feats"
+    folder.mkdir()
+    meta = {"pool_path": str(suite_dir / "sft.jsonl")}
+    fake_store.saved[str(folder)] = fake_store({"train": train, "val": val}, meta)
+    return folder, pool, useful
+
+
+def test_select_writes_pool_format_scores_and_label_summary(features, tmp_path, capsys):
+    folder, pool, useful = features
+    out = tmp_path / "sel" / "chosen.jsonl"
+    assert main(["select", "--method", "dpo_gap", "--features", str(folder), "--budget", "10", "--out", str(out)]) == 0
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(records) == 10
+    assert all("instruction" in r and "output" in r and r["meta"]["useful"] for r in records)
+    # smallest gaps first: useful examples in pool order (the +0.01*i offset breaks ties)
+    assert [r["id"] for r in records] == [i for i, u in zip(pool.ids, useful, strict=True) if u][:10]
+    rows = [json.loads(line) for line in (tmp_path / "sel" / "chosen.scores.jsonl").read_text().splitlines()]
+    assert len(rows) == len(pool) and [r["rank"] for r in rows] == list(range(1, len(pool) + 1))
+    assert [r["id"] for r in rows[:10]] == [r["id"] for r in records] and all(r["selected"] for r in rows[:10])
+    assert not any(r["selected"] for r in rows[10:])
+    assert all(a["score"] >= b["score"] for a, b in zip(rows[10:], rows[11:], strict=False))
+    text = capsys.readouterr().out
+    assert f"selected 10 of {len(pool)} examples with dpo_gap" in text
+    assert f"10/10 clean and on-target (100.0%) vs {100 * useful.mean():.1f}% in the pool" in text
+
+
+def test_select_uses_method_default_budget_and_options(features, tmp_path, capsys):
+    folder, pool, useful = features
+    out = tmp_path / "less.jsonl"
+    assert main(["select", "--method", "less", "--features", str(folder), "--out", str(out),
+                 "--option", "gradient_type=sgd", "--seed", "3"]) == 0
+    chosen = [json.loads(line)["id"] for line in out.read_text().splitlines()]
+    assert len(chosen) == round(0.05 * len(pool))
+    by_id = {ex.id: ex for ex in pool}
+    assert sum(by_id[i].meta["useful"] for i in chosen) >= 0.8 * len(chosen)
+    assert "clean and on-target" in capsys.readouterr().out
+    assert main(["select", "--method", "dpo_gap", "--features", str(folder), "--out", str(out)]) == 0
+    assert len(out.read_text().splitlines()) == round(0.1 * len(pool))
+
+
+def test_select_gradalign_rounds_from_yaml_config(features, tmp_path, capsys, fake_store):
+    folder, pool, useful = features
+    train = fake_store.saved[str(folder)].table("train")
+    train.arrays.update(pass_rate=np.linspace(0, 1, len(pool)), grpo_grad=np.zeros((len(pool), 4)),
+                        grpo_signal=np.zeros(len(pool)))
+    cfg = tmp_path / "sel.yaml"
+    cfg.write_text(f"method: gradalign\nfeatures: {folder}\nbudget: 0.1\nout: {tmp_path / 'g.jsonl'}\n"
+                   "option: [mode=accgreedy, chunk_size=40]\n")
+    assert main(["select", "--config", str(cfg)]) == 0
+    assert "3 selection rounds of up to 40 candidates" in capsys.readouterr().out
+    assert len((tmp_path / "g.jsonl").read_text().splitlines()) == 12
+
+
+def test_user_errors_are_one_line(features, tmp_path, capsys):
+    folder, _, _ = features
+    cases = [
+        (["--method", "nope", "--features", str(folder)], "unknown selector 'nope'"),
+        (["--features", str(folder)], "exactly one of --method"),
+        (["--method", "less"], "--method needs --features"),
+        (["--method", "less", "--features", str(tmp_path / "missing")], "no such feature folder"),
+        (["--method", "less", "--features", str(folder), "--budget", "lots"], "--budget must be"),
+        (["--method", "less", "--features", str(folder), "--budget", "0"], "budget must be"),
+        (["--method", "less", "--features", str(folder), "--option", "mode"], "KEY=VALUE"),
+        (["--method", "less", "--features", str(folder), "--option", "q=3"], "has no option(s) q"),
+        (["--method", "nice", "--features", str(folder)], "no 'pg_grad'"),
+        (["--method", "less", "--features", str(folder), "--out", str(tmp_path / "x.json")], "ending in .jsonl"),
+        (["--method", "less", "--features", str(folder), "--pool", str(tmp_path / "none.jsonl")], "not found"),
+        (["--policy", "p.zip"], "--policy needs --pool"),
+    ]
+    for argv, message in cases:
+        assert main(["select", *argv, "--out", str(tmp_path / "o.jsonl")] if "--out" not in argv
+                    else ["select", *argv]) == 2, argv
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1, (argv, err)
+
+
+def test_missing_validation_table_is_a_clear_error(features, tmp_path, capsys, fake_store):
+    folder, _, _ = features
+    del fake_store.saved[str(folder)]._tables["val"]
+    assert main(["select", "--method", "less", "--features", str(folder), "--out", str(tmp_path / "o.jsonl")]) == 2
+    assert "needs target (validation) features" in capsys.readouterr().err
+
+
+def test_policy_path_calls_apply_policy(monkeypatch, suite_dir, tmp_path, capsys):
+    pool = load_pool(suite_dir / "sft.jsonl")
+    calls = {}
+
+    def apply_policy(policy_path, pool_path, budget, seed, val_path=None, features_dir=None):
+        calls.update(policy=policy_path, pool=pool_path, budget=budget, seed=seed, val=val_path, feats=features_dir)
+        ids = pool.ids[-3:]
+        return Selection(ids, np.array([3.0, 2.0, 1.0]), "policy")
+
+    module = types.ModuleType("selectgym.agents.apply")
+    module.apply_policy = apply_policy
+    monkeypatch.setitem(sys.modules, "selectgym.agents.apply", module)
+    out = tmp_path / "p.jsonl"
+    assert main(["select", "--policy", "pol.zip", "--pool", str(suite_dir / "sft.jsonl"), "--budget", "0.2",
+                 "--val", "v.jsonl", "--seed", "4", "--out", str(out)]) == 0
+    assert calls == {"policy": "pol.zip", "pool": str(suite_dir / "sft.jsonl"), "budget": 0.2, "seed": 4,
+                     "val": "v.jsonl", "feats": None}
+    assert [json.loads(line)["id"] for line in out.read_text().splitlines()] == pool.ids[-3:]
+    rows = [json.loads(line) for line in (tmp_path / "p.scores.jsonl").read_text().splitlines()]
+    assert [(r["rank"], r["score"]) for r in rows] == [(1, 3.0), (2, 2.0), (3, 1.0)]
+    assert "selected 3 of" in capsys.readouterr().out
+
+
+def test_parsers():
+    assert parse_budget("0.05") == 0.05 and parse_budget("40") == 40 and parse_budget(None) is None
+    assert parse_budget(0.1) == 0.1
+    assert parse_options(["mode=sim", "q=4", "subtasks=[a, b]", "gradient-type=sgd"]) == {
+        "mode": "sim", "q": 4, "subtasks": ["a", "b"], "gradient_type": "sgd"}
+    with pytest.raises(SelectgymError):
+        parse_options(["=3"])
