@@ -1,0 +1,139 @@
+"""A saved policy: the SB3 zip plus a JSON sidecar (same stem) saying what it observes and expects.
+
+The sidecar records the env id and settings, the observation schema (``n_clusters``, per-cluster stats,
+features observed), the feature arrays and feature config it was trained on, the reward, the algorithm
+and the versions. ``load_policy`` rebuilds the agent and checks new features against that record.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+from selectgym import __version__
+from selectgym.agents.config import algorithm_class
+from selectgym.envs.selection import SelectionEnv
+from selectgym.envs.summaries import available_features
+from selectgym.errors import SelectgymError
+from selectgym.proxies.table import FeatureTable
+from selectgym.utils import atomic_path, write_json
+
+FORMAT = "selectgym-policy/1"
+
+
+def sidecar_path(policy_path: str | Path) -> Path:
+    """``policy.zip`` -> ``policy.json``."""
+    return Path(policy_path).with_suffix(".json")
+
+
+def describe_policy(algo: str, env_id: str, env: SelectionEnv, env_kwargs: dict[str, Any],
+                    feature_config: dict[str, Any] | None = None, config: dict[str, Any] | None = None) -> dict:
+    """The sidecar of a policy trained on ``env``."""
+    import stable_baselines3
+
+    kwargs = {k: v for k, v in env_kwargs.items() if k != "budget"}
+    kwargs["features"] = env.observation_schema().get("features", kwargs.get("features"))
+    return {
+        "format": FORMAT, "selectgym_version": __version__, "sb3_version": stable_baselines3.__version__,
+        "algorithm": algo, "env_id": env_id, "env_kwargs": kwargs, "observation": env.observation_schema(),
+        "features_schema": env.table.schema(), "feature_config": feature_config,
+        "reward": env.reward.describe(), "trained_on": {"examples": env.n_examples, "budget": env.budget},
+        "config": config,
+    }
+
+
+def save_policy(model, path: str | Path, sidecar: dict[str, Any]) -> Path:
+    """Write ``path`` (the SB3 zip) and its sidecar, each atomically."""
+    path = Path(path)
+    if path.suffix != ".zip":
+        raise SelectgymError(f"a policy file must end in .zip, got {path}")
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        model.save(fh)
+    write_json(sidecar_path(path), sidecar)
+    return path
+
+
+@dataclass
+class SavedPolicy:
+    """A loaded agent with its sidecar; builds the env it expects and acts greedily among open clusters."""
+
+    model: Any
+    sidecar: dict[str, Any]
+    path: Path
+
+    def check(self, table: FeatureTable, val_table: FeatureTable | None) -> None:
+        """Raise a one-line error if these features cannot produce the observations the policy was trained on."""
+        kwargs = self.sidecar["env_kwargs"]
+        cluster_on = kwargs.get("cluster_feature", "embedding")
+        if not table.has(cluster_on):
+            raise SelectgymError(f"policy {self.path.name} clusters on {cluster_on!r}, which the given features lack; "
+                                 f"compute them with the policy's feature config")
+        wanted = list(self.sidecar["observation"].get("features") or [])
+        have = available_features(table, val_table, kwargs.get("train_grad", "grad"), kwargs.get("val_grad", "grad"))
+        missing = [f for f in wanted if f not in have]
+        if missing:
+            config = self.sidecar.get("feature_config")
+            hint = f" {json.dumps(config, sort_keys=True)}" if config else ""
+            raise SelectgymError(f"policy {self.path.name} observes {wanted} but the given features lack {missing} "
+                                 f"(they provide {have}); recompute them with the policy's feature config{hint}")
+        n_clusters = int(self.sidecar["observation"]["n_clusters"])
+        if len(table) < n_clusters:
+            raise SelectgymError(f"policy {self.path.name} needs at least {n_clusters} examples (one per cluster), "
+                                 f"the pool has {len(table)}")
+
+    def make_env(self, table: FeatureTable, val_table: FeatureTable | None, budget: float | int,
+                 reward: str = "none", reward_kwargs: dict[str, Any] | None = None) -> SelectionEnv:
+        """The env this policy was trained on, built over new features (checked first)."""
+        self.check(table, val_table)
+        env = gym.make(self.sidecar["env_id"], table=table, val_table=val_table, budget=budget, reward=reward,
+                       reward_kwargs=reward_kwargs, **self.sidecar["env_kwargs"]).unwrapped
+        expected = list(self.sidecar["observation"]["shape"])
+        if list(env.observation_space.shape) != expected:
+            raise SelectgymError(f"policy {self.path.name} expects observations of shape {expected}, the env gives "
+                                 f"{list(env.observation_space.shape)}")
+        return env
+
+    def action_values(self, obs: np.ndarray) -> np.ndarray:
+        """The policy's preference for every action: logits (PPO, A2C, MaskablePPO) or Q-values (DQN)."""
+        import torch
+
+        obs_t, _ = self.model.policy.obs_to_tensor(obs)
+        with torch.no_grad():
+            if self.sidecar["algorithm"] == "dqn":
+                values = self.model.q_net(obs_t)
+            else:
+                values = self.model.policy.get_distribution(obs_t).distribution.logits
+        return values.cpu().numpy()[0]
+
+    def act(self, obs: np.ndarray, mask: np.ndarray) -> int:
+        """The preferred action among those ``mask`` allows (deterministic)."""
+        values = np.where(mask, self.action_values(obs), -np.inf)
+        return int(np.argmax(values))
+
+
+def load_policy(path: str | Path, table: FeatureTable | None = None,
+                val_table: FeatureTable | None = None) -> SavedPolicy:
+    """Load a policy and its sidecar; with ``table``, also check that those features fit it."""
+    path = Path(path)
+    side = sidecar_path(path)
+    if not path.exists():
+        raise SelectgymError(f"policy file {path} not found; train one with `selectgym train-agent`")
+    if not side.exists():
+        raise SelectgymError(f"{path} has no sidecar {side.name}; save policies with selectgym.agents.save_policy")
+    try:
+        sidecar = json.loads(side.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise SelectgymError(f"{side}: not valid JSON ({err})") from None
+    if sidecar.get("format") != FORMAT:
+        raise SelectgymError(f"{side}: format {sidecar.get('format')!r} is not {FORMAT!r}; retrain the policy "
+                             f"with this selectgym version")
+    model = algorithm_class(sidecar["algorithm"]).load(path, device="cpu")
+    policy = SavedPolicy(model, sidecar, path)
+    if table is not None:
+        policy.check(table, val_table)
+    return policy

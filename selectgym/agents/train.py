@@ -1,0 +1,129 @@
+"""Train an SB3 / sb3-contrib agent on a selection env over vectorised copies, and save it with its sidecar."""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from stable_baselines3.common.callbacks import BaseCallback, CallbackList, EvalCallback
+from stable_baselines3.common.logger import Logger, configure
+from stable_baselines3.common.monitor import Monitor
+from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecNormalize
+
+from selectgym.agents.config import AgentConfig, algorithm_class
+from selectgym.agents.policy_file import describe_policy, save_policy
+from selectgym.envs.summaries import cluster_labels
+from selectgym.proxies.table import FeatureTable
+
+log = logging.getLogger(__name__)
+
+
+@contextmanager
+def preserved_global_rngs() -> Iterator[None]:
+    """SB3 seeds Python's, NumPy's and torch's global generators; give them back as they were."""
+    import torch
+
+    py_state, np_state = random.getstate(), np.random.get_state()
+    with torch.random.fork_rng(devices=[]):
+        try:
+            yield
+        finally:
+            random.setstate(py_state)
+            np.random.set_state(np_state)
+
+
+def make_env(cfg: AgentConfig, table: FeatureTable, val_table: FeatureTable | None, *, reward: str,
+             reward_kwargs: dict[str, Any] | None = None, labels: np.ndarray | None = None) -> Callable[[], gym.Env]:
+    """A thunk building one monitored env (the clusters are computed once and shared between copies)."""
+    def thunk() -> gym.Env:
+        env = gym.make(cfg.env_id, table=table, val_table=val_table, reward=reward, reward_kwargs=reward_kwargs,
+                       labels=labels, **cfg.env_kwargs())
+        return Monitor(env)
+    return thunk
+
+
+def make_vec_env(cfg: AgentConfig, table: FeatureTable, val_table: FeatureTable | None, *, reward: str,
+                 reward_kwargs: dict[str, Any] | None, n_envs: int, training: bool) -> VecEnv:
+    """``n_envs`` copies in a DummyVecEnv (fastest here); rewards scaled while training if configured."""
+    labels = cluster_labels(table, cfg.n_clusters, cfg.cluster_seed)
+    venv: VecEnv = DummyVecEnv([make_env(cfg, table, val_table, reward=reward, reward_kwargs=reward_kwargs,
+                                         labels=labels) for _ in range(n_envs)])
+    if cfg.normalize_reward:  # the eval copy is wrapped too (never scaled) so SB3 can sync the two
+        venv = VecNormalize(venv, training=training, norm_obs=False, norm_reward=training, gamma=cfg.gamma)
+    return venv
+
+
+class PolicyCheckpoint(BaseCallback):
+    """Save the policy with its sidecar every ``every`` env steps (all envs together)."""
+
+    def __init__(self, every: int, folder: Path, sidecar: dict[str, Any]) -> None:
+        super().__init__()
+        self.every, self.folder, self.sidecar = every, folder, sidecar
+        self.last = 0
+
+    def _on_step(self) -> bool:
+        if self.num_timesteps - self.last >= self.every:
+            self.last = self.num_timesteps
+            save_policy(self.model, self.folder / f"policy_{self.num_timesteps}.zip", self.sidecar)
+        return True
+
+
+def build_agent(cfg: AgentConfig, venv: VecEnv):
+    """The SB3 algorithm for ``cfg.algo`` over ``venv``, seeded, with TensorBoard/CSV logs under ``log_dir``."""
+    model = algorithm_class(cfg.algo)("MlpPolicy", venv, seed=cfg.seed, device=cfg.device, verbose=0,
+                                      **cfg.algo_settings())
+    if cfg.log_dir:
+        model.set_logger(configure(str(Path(cfg.log_dir) / "logs"), ["csv", "tensorboard"]))
+    else:
+        model.set_logger(Logger(folder=None, output_formats=[]))  # SB3 would make a temp folder otherwise
+    return model
+
+
+def train_agent(cfg: AgentConfig, table: FeatureTable, val_table: FeatureTable | None = None, *,
+                out: str | Path | None = None, eval_table: FeatureTable | None = None,
+                eval_val_table: FeatureTable | None = None, reward_context: dict[str, Any] | None = None,
+                eval_reward_context: dict[str, Any] | None = None, feature_config: dict[str, Any] | None = None):
+    """Train ``cfg.algo`` on ``table``; evaluate on ``eval_table`` every ``cfg.eval_freq`` steps; save to ``out``.
+
+    ``reward_context`` adds objects a reward needs beyond its settings (the proxy reward's ``pool`` and
+    ``val_pool``). Returns the trained model; ``out`` gets the zip and its JSON sidecar.
+    """
+    reward_kwargs = {**cfg.reward_kwargs, **(reward_context or {})}
+    with preserved_global_rngs():
+        venv = make_vec_env(cfg, table, val_table, reward=cfg.reward, reward_kwargs=reward_kwargs,
+                            n_envs=cfg.n_envs, training=True)
+        model = build_agent(cfg, venv)
+        first_env = venv.unwrapped.envs[0].unwrapped if isinstance(venv, VecNormalize) else venv.envs[0].unwrapped
+        sidecar = describe_policy(cfg.algo, cfg.env_id, first_env, cfg.env_kwargs(), feature_config, cfg.to_dict())
+        callbacks: list[BaseCallback] = []
+        if eval_table is not None and cfg.eval_freq:
+            eval_kwargs = cfg.reward_kwargs if cfg.eval_reward == cfg.reward else {}
+            eval_env = make_vec_env(cfg, eval_table, eval_val_table, reward=cfg.eval_reward,
+                                    reward_kwargs={**eval_kwargs, **(eval_reward_context or {})}, n_envs=1,
+                                    training=False)
+            callbacks.append(_eval_callback(cfg, eval_env))
+        if cfg.checkpoint_freq and cfg.log_dir:
+            callbacks.append(PolicyCheckpoint(cfg.checkpoint_freq, Path(cfg.log_dir) / "checkpoints", sidecar))
+        model.learn(total_timesteps=cfg.timesteps, callback=CallbackList(callbacks), progress_bar=cfg.progress_bar)
+    if out is not None:
+        save_policy(model, out, sidecar)
+        log.info("saved %s policy to %s", cfg.algo, out)
+    return model
+
+
+def _eval_callback(cfg: AgentConfig, eval_env: VecEnv) -> BaseCallback:
+    every = max(1, cfg.eval_freq // cfg.n_envs)
+    log_path = str(Path(cfg.log_dir) / "eval") if cfg.log_dir else None
+    if cfg.algo == "maskable_ppo":
+        from sb3_contrib.common.maskable.callbacks import MaskableEvalCallback
+
+        return MaskableEvalCallback(eval_env, n_eval_episodes=cfg.n_eval_episodes, eval_freq=every,
+                                    log_path=log_path, deterministic=True, verbose=0)
+    return EvalCallback(eval_env, n_eval_episodes=cfg.n_eval_episodes, eval_freq=every, log_path=log_path,
+                        deterministic=True, verbose=0)

@@ -1,0 +1,34 @@
+"""``PolicySelector``: a saved RL policy (``selectgym train-agent``) as a selector beside the classic ones."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from selectgym.proxies.table import FeatureTable
+from selectgym.selectors.base import Selection, Selector
+
+
+class PolicySelector(Selector):
+    """Pick examples by rolling a saved policy out over the pool's clusters (no scoring pass of its own)."""
+
+    name = "policy"
+
+    def __init__(self, policy_path: str | Path) -> None:
+        self.policy_path = Path(policy_path)
+
+    def score(self, train: FeatureTable, val: FeatureTable | None, rng: np.random.Generator) -> np.ndarray:
+        """The policy's order over the whole pool: the first pick scores N, the last 1."""
+        from selectgym.agents.apply import apply_policy
+
+        seed = int(rng.integers(2**31))
+        order = apply_policy(self.policy_path, budget=len(train), seed=seed, table=train, val_table=val).ids
+        position = {id_: i for i, id_ in enumerate(order)}
+        return np.array([len(train) - position[id_] for id_ in train.ids], dtype=np.float64)
+
+    def select(self, train: FeatureTable, val: FeatureTable | None, budget: float | int, seed: int) -> Selection:
+        """The policy's picks in order; a rollout stops at the budget, so it is not a cut of ``score``."""
+        from selectgym.agents.apply import apply_policy
+
+        return apply_policy(self.policy_path, budget=budget, seed=seed, table=train, val_table=val)

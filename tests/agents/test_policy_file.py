@@ -1,0 +1,82 @@
+"""Saved policies: same actions after loading, a sidecar that describes them, schema checks."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+import selectgym
+from selectgym.agents import AgentConfig, load_policy, train_agent
+from selectgym.envs.feature_select import CLUSTER_STATS
+from selectgym.errors import SelectgymError
+from tests.agents.conftest import QUICK
+
+
+@pytest.mark.parametrize("algo", ["ppo", "maskable_ppo", "dqn", "a2c"])
+def test_predict_is_the_same_after_loading(tables, tmp_path, algo):
+    path = tmp_path / "policy.zip"
+    model = train_agent(AgentConfig(algo=algo, timesteps=512, n_steps=32 if algo != "dqn" else None,
+                                    minibatch_size=64, **QUICK), *tables, out=path)
+    obs = np.random.default_rng(1).uniform(-1, 1, (32, *model.observation_space.shape)).astype(np.float32)
+    before = model.predict(obs, deterministic=True)[0]
+    loaded = load_policy(path)
+    np.testing.assert_array_equal(loaded.model.predict(obs, deterministic=True)[0], before)
+    assert type(loaded.model) is type(model)
+    mask = np.ones(8, dtype=bool)
+    assert [loaded.act(o, mask) for o in obs[:5]] == [int(a) for a in before[:5]]
+
+
+def test_sidecar_describes_the_policy(ppo_policy):
+    path, _ = ppo_policy
+    side = json.loads(path.with_suffix(".json").read_text())
+    assert side["algorithm"] == "ppo" and side["env_id"] == "selectgym/FeatureSelect-v0"
+    assert side["selectgym_version"] == selectgym.__version__
+    assert side["observation"]["n_clusters"] == 8 and side["observation"]["stats"] == list(CLUSTER_STATS)
+    assert side["observation"]["shape"] == [8 * 13 + 6]
+    assert side["observation"]["features"] == ["alignment", "pass_rate", "dpo_gap", "loss", "length"]
+    assert side["feature_config"] == {"proj_dim": 16, "seed": 0}
+    assert side["features_schema"]["grad"] == [16]
+    assert side["reward"] == {"name": "linear", "lr": 1.0, "redundancy": 0.5, "train_grad": "grad",
+                              "val_grad": "grad"}
+
+
+def test_masked_actions_skip_closed_clusters(ppo_policy, tables):
+    path, _ = ppo_policy
+    policy = load_policy(path)
+    env = policy.make_env(*tables, budget=30)
+    obs, _ = env.reset(seed=0)
+    favourite = policy.act(obs, np.ones(8, dtype=bool))
+    mask = np.ones(8, dtype=bool)
+    mask[favourite] = False
+    second = policy.act(obs, mask)
+    assert second != favourite
+    values = policy.action_values(obs)
+    assert values[second] == values[mask].max()
+
+
+def test_schema_mismatch_is_a_one_line_error(ppo_policy, tables):
+    path, _ = ppo_policy
+    train, val = tables
+    lean = train.subset(range(len(train)))
+    del lean.arrays["dpo_gap"]
+    with pytest.raises(SelectgymError, match=r"observes .* but the given features lack \['dpo_gap'\]") as err:
+        load_policy(path, lean, val)
+    assert "\n" not in str(err.value) and '"proj_dim": 16' in str(err.value)
+    with pytest.raises(SelectgymError, match=r"lack \['alignment'\]"):
+        load_policy(path, train, None)
+    no_embedding = train.subset(range(len(train)))
+    del no_embedding.arrays["embedding"]
+    with pytest.raises(SelectgymError, match="clusters on 'embedding'"):
+        load_policy(path, no_embedding, val)
+
+
+def test_missing_files_are_errors(tmp_path, ppo_policy):
+    with pytest.raises(SelectgymError, match="not found"):
+        load_policy(tmp_path / "nope.zip")
+    path, _ = ppo_policy
+    lonely = tmp_path / "lonely.zip"
+    lonely.write_bytes(path.read_bytes())
+    with pytest.raises(SelectgymError, match="has no sidecar lonely.json"):
+        load_policy(lonely)
