@@ -46,7 +46,8 @@ class AgentConfig:
     batch_size: int = field(default=8, metadata={"help": "examples FeatureSelect takes per step"})
     order_by: str = field(default="alignment", metadata={
         "help": f"within-cluster order: one of {', '.join(FEATURES)} ('-' prefix ascending) or none"})
-    features: list[str] | None = field(default=None, metadata={"help": "features to observe (default: all present)"})
+    observe: list[str] | None = field(default=None, metadata={
+        "help": f"features the env observes, of {', '.join(FEATURES)} (default: all the tables have)"})
     reward: str = field(default="linear", metadata={"help": f"training reward: {', '.join(REWARDS)}"})
     reward_kwargs: dict[str, Any] = field(default_factory=dict, metadata={
         "help": "reward settings, e.g. {lr: 1.0, redundancy: 0.5} or {model: tiny, steps: 2}"})
@@ -101,15 +102,15 @@ class AgentConfig:
                 raise SelectgymError(f"minibatch_size {self.minibatch_size} is larger than a rollout "
                                      f"(n_steps {self.n_steps} x n_envs {self.n_envs} = {rollout}); "
                                      f"lower minibatch_size or raise n_steps")
-        if self.features is not None:
-            unknown = [f for f in self.features if f not in FEATURES]
+        if self.observe is not None:
+            unknown = [f for f in self.observe if f not in FEATURES]
             if unknown:
-                raise SelectgymError(f"features {unknown} are unknown; choose from {', '.join(FEATURES)}")
+                raise SelectgymError(f"observe lists unknown features {unknown}; choose from {', '.join(FEATURES)}")
 
     def env_kwargs(self) -> dict[str, Any]:
         """The env settings (everything but the tables, the reward and the clusters)."""
         kwargs = {"budget": self.budget, "n_clusters": self.n_clusters, "order_by": self.order_by,
-                  "features": self.features, "cluster_seed": self.cluster_seed, "train_grad": self.train_grad,
+                  "features": self.observe, "cluster_seed": self.cluster_seed, "train_grad": self.train_grad,
                   "val_grad": self.val_grad}
         if self.env_id == FEATURE_SELECT:
             kwargs["batch_size"] = self.batch_size
