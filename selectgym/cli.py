@@ -7,10 +7,13 @@ flags on the command line. A YAML key that no flag knows is an error.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib
 import logging
 import sys
+import typing
 from collections.abc import Sequence
+from typing import Any
 
 import yaml
 
@@ -55,6 +58,57 @@ def build_parser() -> argparse.ArgumentParser:
 def add_config_flag(parser: argparse.ArgumentParser) -> None:
     """Give a (sub)command a ``--config FILE`` whose YAML keys become defaults for its flags."""
     parser.add_argument("--config", default=None, help="YAML file of settings; flags override it")
+
+
+def number(text: str) -> int | float:
+    """A budget on the command line: ``40`` is a count, ``0.05`` a share."""
+    value = float(text)
+    return int(value) if value.is_integer() and "." not in text else value
+
+
+def _mapping(text: str) -> dict[str, Any]:
+    value = yaml.safe_load(text)
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"expected a YAML mapping like '{{lr: 1.0}}', got {text!r}")
+    return value
+
+
+def add_dataclass_arguments(parser: argparse.ArgumentParser, cls: type, skip: Sequence[str] = ()) -> list[str]:
+    """One flag per field of a config dataclass (help from the field's metadata); returns the field names.
+
+    Lists take several values (``--seeds 0 1 2``), dicts take YAML (``--reward-kwargs '{lr: 1}'``), booleans
+    get ``--x/--no-x``; a field named ``budget`` accepts a count or a share.
+    """
+    hints = typing.get_type_hints(cls)
+    names = []
+    for f in dataclasses.fields(cls):
+        if f.name in skip:
+            continue
+        kind = hints[f.name]
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        kwargs: dict[str, Any] = {"default": default, "help": f.metadata.get("help", ""), "dest": f.name}
+        args = [t for t in typing.get_args(kind) if t is not type(None)]
+        if typing.get_origin(kind) in (typing.Union, getattr(__import__("types"), "UnionType", None)) and args:
+            kind = args[0]
+        origin = typing.get_origin(kind)
+        if kind is bool:
+            kwargs["action"] = argparse.BooleanOptionalAction
+        elif f.name == "budget":
+            kwargs["type"] = number
+        elif origin is dict:
+            kwargs["type"] = _mapping
+        elif origin is list:
+            kwargs.update(type=typing.get_args(kind)[0], nargs="+")
+        else:
+            kwargs["type"] = kind
+        parser.add_argument("--" + f.name.replace("_", "-"), **kwargs)
+        names.append(f.name)
+    return names
+
+
+def dataclass_from_args(cls: type, args: argparse.Namespace, names: Sequence[str]):
+    """Build a config dataclass from parsed flags (its ``__post_init__`` checks run)."""
+    return cls(**{n: getattr(args, n) for n in names})
 
 
 def apply_config(parser: argparse.ArgumentParser, args: argparse.Namespace, argv: Sequence[str]) -> argparse.Namespace:

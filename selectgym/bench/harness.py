@@ -1,0 +1,227 @@
+"""The benchmark harness: every method x budget x seed on the same pool, proxy and target.
+
+Flow: the built-in suite (or your own pool files) -> proxy features, computed once and shared by every
+method -> for each seed: a learned policy (trained on the features with the fast ``linear`` reward) and
+the classic selectors pick a subset -> the target is fine-tuned on it with LoRA SFT -> verifier accuracy
+and validation loss on the target set. ``full`` trains on the whole pool. Feature and agent costs are
+charged to the methods that need them, so the table shows the cost of selection next to training.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from selectgym.bench.report import FULL, markdown_table, plot, summarise
+from selectgym.errors import SelectgymError
+from selectgym.proxies.table import FeatureTable
+from selectgym.utils import write_json
+
+log = logging.getLogger(__name__)
+
+#: which pool file each feature is computed on (the suite's three pools share example ids)
+FEATURE_POOLS = {"sft": ["grad", "grad_adam", "loss", "length", "embedding", "nice"], "preference": ["dpo_gap"],
+                 "verifiable": ["grpo"]}
+#: which features each method reads (their computation cost is charged to it)
+METHOD_NEEDS = {"random": [], "full": [], "less": ["sft"], "nice": ["sft"], "dpo_gap": ["preference"],
+                "gradalign": ["verifiable"], "policy": ["sft", "preference", "verifiable"]}
+DEFAULT_METHODS = ["policy", "nice", "less", "gradalign:sim", "gradalign:dot", "gradalign:align",
+                   "gradalign:learnalign", "gradalign:accgreedy", "gradalign:rand", "dpo_gap", "random", "full"]
+
+
+@dataclass
+class BenchConfig:
+    """A benchmark: pools, proxy, target, methods, budgets, seeds, and how hard to train."""
+
+    out: str = field(default="bench-out", metadata={"help": "output folder (runs.json, table.md, plots)"})
+    suite_dir: str | None = field(default=None, metadata={
+        "help": "folder with sft/preference/verifiable/validation.jsonl; built from the suite settings if unset"})
+    suite_seed: int = field(default=0, metadata={"help": "seed of the built-in suite"})
+    suite_size: int = field(default=400, metadata={"help": "examples in the built-in pool"})
+    validation_size: int = field(default=48, metadata={"help": "target problems held out for evaluation"})
+    methods: list[str] = field(default_factory=lambda: list(DEFAULT_METHODS), metadata={
+        "help": "methods; 'gradalign:MODE' picks a GradAlign mode"})
+    budgets: list[float] = field(default_factory=lambda: [0.05], metadata={"help": "shares of the pool"})
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2], metadata={"help": "seeds (selection + training)"})
+    proxy: str = field(default="tiny", metadata={"help": "proxy model for features"})
+    target: str = field(default="tiny", metadata={"help": "model fine-tuned on each selection"})
+    feature_dim: int = field(default=2048, metadata={"help": "projection dimension"})
+    proxy_warmup_steps: int = field(default=20, metadata={"help": "LoRA warm-up steps of the proxy (Adam state)"})
+    rollouts: int = field(default=4, metadata={"help": "samples per prompt for NICE / GradAlign"})
+    max_new_tokens: int = field(default=8, metadata={"help": "generation length for rollouts and evaluation"})
+    agent_timesteps: int = field(default=20_000, metadata={"help": "env steps to train the learned policy"})
+    agent_algo: str = field(default="maskable_ppo", metadata={"help": "ppo, maskable_ppo, dqn or a2c"})
+    ft_epochs: float = field(default=3.0, metadata={"help": "fine-tuning epochs over each selection"})
+    ft_max_steps: int = field(default=-1, metadata={"help": "cap on fine-tuning steps (-1: epochs decide)"})
+    ft_lr: float = field(default=1e-3, metadata={"help": "fine-tuning learning rate"})
+    ft_batch_size: int = field(default=8, metadata={"help": "fine-tuning batch size"})
+    full_epochs: float = field(default=1.0, metadata={"help": "epochs for the full-data baseline"})
+
+    def __post_init__(self) -> None:
+        if not self.methods or not self.seeds or not self.budgets:
+            raise SelectgymError("a benchmark needs at least one method, one seed and one budget")
+        unknown = [m for m in self.methods if m.split(":")[0] not in METHOD_NEEDS]
+        if unknown:
+            raise SelectgymError(f"unknown method(s) {unknown}; choose from {', '.join(METHOD_NEEDS)} "
+                                 "(GradAlign modes as gradalign:sim|dot|align|learnalign|accgreedy|rand)")
+        for b in self.budgets:
+            if not 0 < b < 1:
+                raise SelectgymError(f"budgets are shares of the pool in (0, 1); got {b}")
+
+
+def _merge(tables: list[FeatureTable]) -> FeatureTable:
+    """One table from several computed on pools with the same ids (the suite's three formats)."""
+    base = tables[0]
+    arrays, meta = dict(base.arrays), dict(base.meta)
+    for t in tables[1:]:
+        if t.ids != base.ids:
+            raise SelectgymError("feature tables to merge must list the same example ids in the same order")
+        arrays.update(t.arrays)
+        meta.update(t.meta)
+    return FeatureTable(base.ids, arrays, meta)
+
+
+class Bench:
+    """Runs a ``BenchConfig``; each stage is a method so a test can run or replace it."""
+
+    def __init__(self, cfg: BenchConfig):
+        self.cfg = cfg
+        self.out = Path(cfg.out)
+        self.costs: dict[str, float] = {}
+
+    # -- data and features ---------------------------------------------------------------------------------
+    def pools(self) -> Path:
+        if self.cfg.suite_dir:
+            return Path(self.cfg.suite_dir)
+        from selectgym.data.suite import SuiteConfig, make_suite
+
+        folder = self.out / "suite"
+        make_suite(folder, SuiteConfig(seed=self.cfg.suite_seed, size=self.cfg.suite_size,
+                                       validation_size=self.cfg.validation_size))
+        return folder
+
+    def needed_pools(self) -> list[str]:
+        kinds = {k for m in self.cfg.methods for k in METHOD_NEEDS[m.split(":")[0]]}
+        return [k for k in FEATURE_POOLS if k in kinds]
+
+    def features(self, suite: Path) -> tuple[FeatureTable | None, FeatureTable | None]:
+        from selectgym.proxies.pipeline import FeatureConfig, compute_features, load_features
+
+        trains, vals = [], []
+        for kind in self.needed_pools():
+            cfg = FeatureConfig(model=self.cfg.proxy, features=FEATURE_POOLS[kind], dim=self.cfg.feature_dim,
+                                warmup_steps=self.cfg.proxy_warmup_steps, seed=self.cfg.suite_seed,
+                                k=self.cfg.rollouts, max_new_tokens=self.cfg.max_new_tokens)
+            start = time.perf_counter()
+            compute_features(suite / f"{kind}.jsonl", suite / "validation.jsonl", cfg, self.out / "features" / kind)
+            self.costs[kind] = time.perf_counter() - start
+            train, val, _ = load_features(self.out / "features" / kind)
+            trains.append(train)
+            if val is not None:
+                vals.append(val)
+        if not trains:
+            return None, None
+        return _merge(trains), (_merge(vals) if vals else None)
+
+    # -- selection --------------------------------------------------------------------------------------
+    def select(self, method: str, budget: float, seed: int, train: FeatureTable | None,
+               val: FeatureTable | None) -> tuple[list[str], float]:
+        """Ids chosen by ``method`` and the seconds it cost (features + agent training included)."""
+        name, _, mode = method.partition(":")
+        cost = sum(self.costs.get(k, 0.0) for k in METHOD_NEEDS[name])
+        start = time.perf_counter()
+        if name == "policy":
+            from selectgym.agents.apply import apply_policy
+
+            policy = self.policy(budget, seed, train, val)
+            sel = apply_policy(policy, budget=budget, seed=seed, table=train, val_table=val)
+        else:
+            from selectgym.selectors import get_selector
+
+            selector = get_selector(name, **({"mode": mode} if mode else {}))
+            sel = selector.select(train if train is not None else self._id_table(), val, budget, seed)
+        return list(sel.ids), cost + time.perf_counter() - start
+
+    def policy(self, budget: float, seed: int, train: FeatureTable, val: FeatureTable | None) -> Path:
+        """Train (once per budget and seed) a policy on the pool's features with the linear reward."""
+        from selectgym.agents.config import AgentConfig
+        from selectgym.agents.train import train_agent
+
+        path = self.out / "policies" / f"policy-b{budget}-s{seed}.zip"
+        if not path.exists():
+            start = time.perf_counter()
+            cfg = AgentConfig(algo=self.cfg.agent_algo, timesteps=self.cfg.agent_timesteps, seed=seed, budget=budget,
+                              progress_bar=False, eval_freq=0, train_grad="grad_adam" if train.has("grad_adam")
+                              else "grad")
+            train_agent(cfg, train, val, out=path)
+            self.costs[f"agent-{budget}-{seed}"] = time.perf_counter() - start
+        return path
+
+    def _id_table(self) -> FeatureTable:
+        from selectgym.data import load_pool
+
+        return FeatureTable(load_pool(self._suite / "sft.jsonl").ids)
+
+    # -- training and evaluation ------------------------------------------------------------------------
+    def finetune(self, ids: list[str], seed: int, full: bool) -> dict[str, Any]:
+        from selectgym.data import load_pool
+        from selectgym.finetune.config import FinetuneConfig
+        from selectgym.finetune.evaluate import evaluate
+        from selectgym.finetune.train import train
+
+        pool = load_pool(self._suite / "sft.jsonl")
+        val = load_pool(self._suite / "validation.jsonl")
+        cfg = FinetuneConfig(method="sft", model=self.cfg.target, seed=seed, lr=self.cfg.ft_lr,
+                             epochs=self.cfg.full_epochs if full else self.cfg.ft_epochs,
+                             max_steps=self.cfg.ft_max_steps, batch_size=self.cfg.ft_batch_size,
+                             output_dir=str(self.out / "runs" / f"ft-{len(ids)}-{seed}-{time.monotonic_ns()}"))
+        start = time.perf_counter()
+        result = train(cfg, pool.subset(ids))
+        seconds = time.perf_counter() - start
+        metrics = evaluate(result.model, result.tokenizer, val, max_new_tokens=self.cfg.max_new_tokens)
+        useful = [bool(pool[pool.index(i)].meta.get("useful")) for i in ids]
+        return {**metrics, "train_seconds": seconds, "useful_share": float(np.mean(useful))}
+
+    # -- the whole run ----------------------------------------------------------------------------------
+    def run(self) -> dict[str, Any]:
+        cfg = self.cfg
+        self.out.mkdir(parents=True, exist_ok=True)
+        self._suite = self.pools()
+        train, val = self.features(self._suite)
+        from selectgym.data import load_pool
+
+        all_ids = load_pool(self._suite / "sft.jsonl").ids
+        runs: list[dict[str, Any]] = []
+        for seed in cfg.seeds:
+            for method in cfg.methods:
+                budgets = [1.0] if method == FULL else cfg.budgets
+                for budget in budgets:
+                    if method == FULL:
+                        ids, sel_s = list(all_ids), 0.0
+                    else:
+                        ids, sel_s = self.select(method, budget, seed, train, val)
+                    metrics = self.finetune(ids, seed, full=method == FULL)
+                    run = {"method": method, "budget": budget, "seed": seed, "n_selected": len(ids),
+                           "select_seconds": sel_s, **metrics}
+                    log.info("%s budget=%s seed=%d: accuracy %.3f, val loss %.3f", method, budget, seed,
+                             run["accuracy"], run["val_loss"])
+                    runs.append(run)
+                    write_json(self.out / "runs.json", {"config": asdict(cfg), "runs": runs, "costs": self.costs})
+        rows = summarise(runs)
+        table = markdown_table(rows)
+        (self.out / "table.md").write_text(table)
+        plots = plot(rows, self.out)
+        result = {"config": asdict(cfg), "runs": runs, "summary": rows, "costs": self.costs,
+                  "plots": [str(p) for p in plots], "table": table}
+        write_json(self.out / "runs.json", result)
+        return result
+
+
+def run_bench(cfg: BenchConfig) -> dict[str, Any]:
+    """Run a benchmark and return its runs, summary rows, Markdown table and plot paths."""
+    return Bench(cfg).run()
