@@ -20,13 +20,13 @@ log = logging.getLogger(__name__)
 def features_for(policy: SavedPolicy, pool_path: str | Path | None, val_path: str | Path | None,
                  features_dir: str | Path | None) -> tuple[FeatureTable, FeatureTable | None]:
     """Load features from ``features_dir``, or compute them for ``pool_path`` with the policy's feature config."""
+    if features_dir is None and pool_path is None:
+        raise SelectgymError("give a pool file (and its validation file) or a features folder to apply a policy to")
     from selectgym.proxies.pipeline import FeatureConfig, compute_features, load_features
 
-    if features_dir is not None and pool_path is None:
+    if pool_path is None:
         train, val, _ = load_features(features_dir)
         return train, val
-    if pool_path is None:
-        raise SelectgymError("give a pool file (and its validation file) or a features folder to apply a policy to")
     config = policy.sidecar.get("feature_config")
     if not config:
         raise SelectgymError(f"policy {policy.path.name} does not record a feature config; compute features with "

@@ -70,31 +70,36 @@ class FeatureSelectEnv(SelectionEnv):
         self.batch_size = int(batch_size)
         mean_score = np.array([self.scores[g].mean() if len(g) else -np.inf for g in self.groups])
         slot_order = np.lexsort((np.arange(self.n_clusters), -self.sizes, -mean_score))
-        self.groups = [self.groups[c] for c in slot_order]
-        self.sizes = self.sizes[slot_order]
+        self.set_slots(np.argsort(slot_order)[self.slot_of_row])
         self.size_share = self.sizes / self.n_examples
         self.observation_space = spaces.Box(-FEATURE_BOUND, FEATURE_BOUND,
                                             (self.n_clusters * len(CLUSTER_STATS) + len(EXTRAS),), np.float32)
         self._stats = np.zeros((self.n_clusters, len(CLUSTER_STATS)), dtype=np.float32)
-        self._slot_x: list[np.ndarray] = []
+        self._initial_stats: np.ndarray | None = None
 
     def _batch_size(self, slot: int) -> int:
         return self.batch_size
 
     def _on_reset(self) -> None:
-        self._slot_x = [self.x[m] for m in self.members]
-        for slot in range(self.n_clusters):
-            self._on_take(slot)
+        # A full cluster's summaries do not depend on the within-cluster order (ties hold equal scores), so the
+        # first episode's rows serve every later one; episodes are short and resets would dominate otherwise.
+        if self._initial_stats is None:
+            for slot in range(self.n_clusters):
+                self._on_take(slot)
+            self._initial_stats = self._stats.copy()
+        else:
+            self._stats[:] = self._initial_stats
 
     def _on_take(self, slot: int) -> None:
         start, size = int(self.ptr[slot]), int(self.sizes[slot])
         row = self._stats[slot]
         row[:] = 0.0
-        rest = self._slot_x[slot][start:]
+        rest = self.members[slot][start:]
         if len(rest):
-            row[0:2 * len(FEATURES):2] = rest.mean(axis=0)
-            row[1:2 * len(FEATURES):2] = rest.std(axis=0)
-            row[-3] = self.scores[self.members[slot][start:start + self.batch_size]].mean()
+            values = self.x[rest]
+            row[0:2 * len(FEATURES):2] = values.mean(axis=0)
+            row[1:2 * len(FEATURES):2] = values.std(axis=0)
+            row[-3] = self.scores[rest[:self.batch_size]].mean()
         row[-2] = self.size_share[slot]
         row[-1] = start / size if size else 0.0
 

@@ -84,6 +84,7 @@ class LinearReward(Reward):
             raise SelectgymError(f"train {train_grad!r} has dimension {self.grads.shape[1]} but validation "
                                  f"{val_grad!r} has {self.target.shape[0]}; compute both with the same projection")
         self.target_norm = float(np.linalg.norm(self.target))
+        self.alignment = self.grads @ self.target  # <g_i, g_V>: the batch term is their mean
         self.reset()
 
     def reset(self) -> None:
@@ -91,15 +92,15 @@ class LinearReward(Reward):
         self.taken_count = 0
 
     def step(self, rows: np.ndarray) -> float:
-        batch = self.grads[rows]
-        g_b = batch.mean(axis=0)
-        reward = self.lr * float(g_b @ self.target)
+        reward = self.lr * float(self.alignment[rows].mean())
+        batch_sum = self.grads[rows].sum(axis=0)
         if self.taken_count and self.redundancy:
-            norm_b, norm_t = float(np.linalg.norm(g_b)), float(np.linalg.norm(self.taken_sum))
+            g_b = batch_sum / len(rows)
+            norm_b, norm_t = float(np.sqrt(g_b @ g_b)), float(np.sqrt(self.taken_sum @ self.taken_sum))
             if norm_b > 0 and norm_t > 0:
                 overlap = max(0.0, float(g_b @ self.taken_sum) / (norm_b * norm_t))
                 reward -= self.redundancy * self.lr * norm_b * self.target_norm * overlap
-        self.taken_sum += batch.sum(axis=0)
+        self.taken_sum += batch_sum
         self.taken_count += len(rows)
         return reward
 

@@ -32,7 +32,7 @@ class SelectionEnv(gym.Env):
     """Base of the selection MDPs: each action names a cluster; the env takes that cluster's next rows.
 
     Rows inside a cluster are taken in descending ``order_by`` score, ties in a random order drawn from
-    ``self.np_random`` at reset. An action naming an exhausted cluster is redirected to the lowest-index
+    ``self.np_random`` at reset; ``taken[-1]`` holds the rows of the last step. An action naming an exhausted cluster is redirected to the lowest-index
     open one (``info["redirected"]``), so every step makes progress; ``action_masks()`` lets MaskablePPO
     avoid that altogether. Subclasses set ``observation_space``, ``_batch_size`` and ``_observation``.
     """
@@ -60,14 +60,22 @@ class SelectionEnv(gym.Env):
                                  f"features lack; use order_by 'none' or compute it")
         self.order_by = order_by
         self.scores = order_scores(self.x, order_by)
-        self.groups = [np.flatnonzero(labels == c) for c in range(self.n_clusters)]
-        self.sizes = np.array([len(g) for g in self.groups])
+        self.set_slots(labels)
         self.reward = make_reward(reward, table, val_table, **(reward_kwargs or {}))
         self.action_space = spaces.Discrete(self.n_clusters)
         self.members: list[np.ndarray] = []
         self.ptr = np.zeros(self.n_clusters, dtype=np.int64)
         self.taken: list[np.ndarray] = []
         self.n_taken = 0
+
+    def set_slots(self, slot_of_row: np.ndarray) -> None:
+        """Which slot (action) each row belongs to; the rows of slot ``i`` are ``self.groups[i]``."""
+        self.slot_of_row = slot_of_row
+        self.groups = [np.flatnonzero(slot_of_row == c) for c in range(self.n_clusters)]
+        self.sizes = np.array([len(g) for g in self.groups])
+        self._order = np.lexsort((-self.scores, slot_of_row))
+        ranked = np.stack([slot_of_row[self._order], self.scores[self._order]])
+        self._has_ties = bool((np.diff(ranked, axis=1) == 0).all(axis=0).any())
 
     def _batch_size(self, slot: int) -> int:
         raise NotImplementedError
@@ -91,8 +99,10 @@ class SelectionEnv(gym.Env):
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         super().reset(seed=seed)
-        tiebreak = self.np_random.permutation(self.n_examples)
-        self.members = [g[np.lexsort((tiebreak[g], -self.scores[g]))] for g in self.groups]
+        order = self._order
+        if self._has_ties:  # only equal scores in one cluster leave something to chance
+            order = np.lexsort((self.np_random.permutation(self.n_examples), -self.scores, self.slot_of_row))
+        self.members = np.split(order, np.cumsum(self.sizes)[:-1])
         self.ptr = np.zeros(self.n_clusters, dtype=np.int64)
         self.taken, self.n_taken = [], 0
         self.reward.reset()
@@ -116,5 +126,5 @@ class SelectionEnv(gym.Env):
         reward = float(self.reward.step(rows))
         self._on_take(slot)
         terminated = self.n_taken >= self.budget
-        info = {"rows": rows, "slot": slot, "redirected": redirected, "selected": self.n_taken}
+        info = {"slot": slot, "redirected": redirected}  # kept small: vector envs deep-copy it every step
         return self._observation(), reward, terminated, False, info

@@ -45,7 +45,7 @@ def rollout(env, seed, steps=50):
     out = [obs]
     for _ in range(steps):
         obs, reward, terminated, truncated, info = env.step(env.action_space.sample())
-        out += [obs, reward, terminated, info["rows"]]
+        out += [obs, reward, terminated, env.unwrapped.taken[-1], info["slot"]]
         if terminated or truncated:
             out.append(env.reset()[0])
     return out
@@ -119,7 +119,8 @@ def test_cluster_rows_follow_order_by_score(tables):
     train, val = tables
     env = make(FEATURE_SELECT, tables).unwrapped
     env.reset(seed=0)
-    rows = env.step(0)[-1]["rows"]
+    env.step(0)
+    rows = env.taken[-1]
     align = env.x[:, FEATURES.index("alignment")]
     cluster = env.members[0]
     np.testing.assert_array_equal(np.sort(align[rows])[::-1], align[rows])

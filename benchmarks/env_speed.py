@@ -1,0 +1,139 @@
+"""Speed of the selection envs: raw steps/s per reward, env-steps/s inside PPO training, seconds per proxy step.
+
+Run: ``.venv/bin/python benchmarks/env_speed.py`` (``--quick`` for a short smoke run). Writes
+benchmarks/results/env_speed.json and .md. Ratios compare against the ``none`` reward (the env's own cost)
+measured in the same run; the PPO figure is checked against the 5,000 env-steps/s target.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from selectgym.agents import AgentConfig
+from selectgym.agents.train import build_agent, make_vec_env, preserved_global_rngs
+from selectgym.envs import FEATURE_SELECT
+from selectgym.proxies.table import FeatureTable
+from selectgym.utils import write_json
+
+RESULTS = Path(__file__).parent / "results"
+PPO_TARGET = 5_000
+
+
+def pool_tables(n: int, grad_dim: int, emb_dim: int, seed: int = 0) -> tuple[FeatureTable, FeatureTable]:
+    """Feature tables of a realistic shape (random values: speed does not depend on them)."""
+    rng = np.random.default_rng(seed)
+    train = FeatureTable([f"ex{i}" for i in range(n)], {
+        "embedding": rng.normal(size=(n, emb_dim)).astype(np.float32),
+        "grad": rng.normal(size=(n, grad_dim)).astype(np.float32),
+        "loss": rng.uniform(0.5, 3, n), "length": rng.integers(5, 300, n).astype(np.float64),
+        "pass_rate": rng.uniform(0, 1, n), "dpo_gap": rng.normal(size=n)})
+    val = FeatureTable([f"v{j}" for j in range(64)], {"grad": rng.normal(size=(64, grad_dim)).astype(np.float32)})
+    return train, val
+
+
+def raw_steps_per_second(train, val, reward: str, seconds: float) -> float:
+    env = gym.make(FEATURE_SELECT, table=train, val_table=val, budget=0.5, n_clusters=16, batch_size=8,
+                   reward=reward).unwrapped
+    rng = np.random.default_rng(0)
+    env.reset(seed=0)
+    steps, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        open_slots = np.flatnonzero(env.action_masks())
+        if env.step(int(open_slots[rng.integers(len(open_slots))]))[2]:
+            env.reset()
+        steps += 1
+    return steps / (time.perf_counter() - start)
+
+
+def ppo_steps_per_second(train, val, timesteps: int) -> tuple[float, float]:
+    """(env-steps/s of ``learn``, seconds of set-up: K-means, 8 envs, the agent)."""
+    cfg = AgentConfig(timesteps=timesteps, budget=0.05, n_clusters=16, batch_size=8, progress_bar=False,
+                      eval_freq=0)
+    start = time.perf_counter()
+    with preserved_global_rngs():
+        venv = make_vec_env(cfg, train, val, reward="linear", reward_kwargs={}, n_envs=cfg.n_envs, training=True)
+        model = build_agent(cfg, venv)
+        setup = time.perf_counter() - start
+        start = time.perf_counter()
+        model.learn(total_timesteps=timesteps)
+    return timesteps / (time.perf_counter() - start), setup
+
+
+def proxy_seconds_per_step(model: str, steps: int, suite: Path) -> tuple[float, float]:
+    """(seconds per env step after warm-up, seconds to build the reward) with batch 8, 2 optimizer steps."""
+    from selectgym.data.io import load_pool
+    from selectgym.envs.rewards import ProxyReward
+
+    pool, val_pool = load_pool(suite / "sft.jsonl"), load_pool(suite / "validation.jsonl")
+    table = FeatureTable([ex.id for ex in pool], {})
+    start = time.perf_counter()
+    reward = ProxyReward(table, None, pool=pool, val_pool=val_pool, model=model, steps=2, val_subsample=16)
+    build = time.perf_counter() - start
+    rows = np.arange(len(pool))
+    reward.step(rows[:8])
+    start = time.perf_counter()
+    for i in range(1, steps + 1):
+        reward.step(rows[8 * i:8 * i + 8])
+    return (time.perf_counter() - start) / steps, build
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="short runs (a smoke test, not a measurement)")
+    parser.add_argument("--no-smollm2", action="store_true", help="skip the SmolLM2-135M proxy")
+    parser.add_argument("--out", default=str(RESULTS), help="folder for env_speed.json/.md")
+    args = parser.parse_args(argv)
+    seconds, ppo_steps, proxy_steps = (0.5, 2_048, 2) if args.quick else (5.0, 40_960, 5)
+    train, val = pool_tables(n=800, grad_dim=512, emb_dim=384)
+    rows = []
+    base = raw_steps_per_second(train, val, "none", seconds)
+    rows.append({"setup": "FeatureSelect-v0 env.step, reward none (baseline)", "value": base, "unit": "steps/s",
+                 "ratio": 1.0})
+    linear = raw_steps_per_second(train, val, "linear", seconds)
+    rows.append({"setup": "FeatureSelect-v0 env.step, reward linear (d=512)", "value": linear, "unit": "steps/s",
+                 "ratio": linear / base})
+    ppo, setup = ppo_steps_per_second(train, val, ppo_steps)
+    rows.append({"setup": "PPO learn(), 8 DummyVecEnvs, n_steps 256, minibatch 512, 4 epochs, linear reward",
+                 "value": ppo, "unit": "env-steps/s", "ratio": ppo / base, "target": PPO_TARGET,
+                 "meets_target": ppo >= PPO_TARGET, "setup_s": setup})
+    with tempfile.TemporaryDirectory() as tmp:
+        from selectgym.data.suite import SuiteConfig, make_suite
+
+        make_suite(tmp, SuiteConfig(seed=0, size=8 * (proxy_steps + 2), validation_size=16))
+        for model in ("tiny", *(() if args.no_smollm2 else ("smollm2",))):
+            per_step, build = proxy_seconds_per_step(model, proxy_steps, Path(tmp))
+            rows.append({"setup": f"proxy reward, {model}, batch 8, 2 AdamW steps, val loss on 16", "value": per_step,
+                         "unit": "s/step", "ratio": per_step * base, "build_s": build})
+    header = f"{'setup':<92} {'value':>12} {'unit':<12} {'x baseline':>10}"
+    print(header)
+    for r in rows:
+        print(f"{r['setup']:<92} {r['value']:>12.4g} {r['unit']:<12} {r['ratio']:>10.3g}")
+    command = "cd /work/main && .venv/bin/python benchmarks/env_speed.py" + "".join(f" {a}" for a in (argv or
+                                                                                                        sys.argv[1:]))
+    meta = {"command": command, "python": platform.python_version(), "torch": torch.__version__,
+            "torch_threads": torch.get_num_threads(), "machine": platform.machine(), "quick": args.quick,
+            "note": "x baseline: steps/s over the none-reward env's steps/s; for s/step, how many baseline env "
+                    "steps fit in one proxy step. Other jobs shared the 2 CPU cores."}
+    out = Path(args.out)
+    write_json(out / "env_speed.json", {"meta": meta, "rows": rows})
+    lines = ["# Selection env speed", "", f"Command: `{command}`", "",
+             f"Python {meta['python']}, torch {meta['torch']} ({meta['torch_threads']} threads), {meta['machine']}. "
+             + meta["note"], "", "| setup | value | unit | x baseline |", "|---|---:|---|---:|"]
+    lines += [f"| {r['setup']} | {r['value']:.4g} | {r['unit']} | {r['ratio']:.3g} |" for r in rows]
+    (out / "env_speed.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    print(json.dumps({"ppo_meets_target": ppo >= PPO_TARGET}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
