@@ -7,51 +7,10 @@ Example: `selectgym train-agent --config configs/agent_ppo.yaml --features feats
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import typing
 from pathlib import Path
-from typing import Any
 
-import yaml
-
-from selectgym.cli import add_config_flag
+from selectgym.cli import add_config_flag, add_dataclass_arguments, dataclass_from_args
 from selectgym.errors import SelectgymError
-
-
-def _number(text: str) -> int | float:
-    """A budget: ``40`` is a count, ``0.05`` a share."""
-    value = float(text)
-    return int(value) if value.is_integer() and "." not in text else value
-
-
-def _mapping(text: str) -> dict[str, Any]:
-    value = yaml.safe_load(text)
-    if not isinstance(value, dict):
-        raise argparse.ArgumentTypeError(f"expected a YAML mapping like '{{lr: 1.0}}', got {text!r}")
-    return value
-
-
-def _add_config_fields(parser: argparse.ArgumentParser) -> None:
-    from selectgym.agents.config import AgentConfig
-
-    hints = typing.get_type_hints(AgentConfig)
-    for f in dataclasses.fields(AgentConfig):
-        flag, kind = "--" + f.name.replace("_", "-"), hints[f.name]
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
-        kwargs: dict[str, Any] = {"default": default, "help": f.metadata["help"], "dest": f.name}
-        if kind is bool:
-            kwargs["action"] = argparse.BooleanOptionalAction
-        elif f.name == "budget":
-            kwargs["type"] = _number
-        elif kind in (dict[str, Any],):
-            kwargs["type"] = _mapping
-        elif kind == list[int]:
-            kwargs.update(type=int, nargs="+")
-        elif kind == (list[str] | None):
-            kwargs["nargs"] = "+"
-        else:
-            kwargs["type"] = next(t for t in typing.get_args(kind) or (kind,) if t is not type(None))
-        parser.add_argument(flag, **kwargs)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -61,7 +20,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default="policy.zip", help="where to save the policy (a sidecar .json goes beside)")
     parser.add_argument("--pool", default=None, help="training pool file (only the proxy reward needs the texts)")
     parser.add_argument("--val", default=None, help="validation file (only the proxy reward needs the texts)")
-    _add_config_fields(parser)
+    from selectgym.agents.config import AgentConfig
+
+    parser.set_defaults(_config_fields=add_dataclass_arguments(parser, AgentConfig))
 
 
 def _load(folder: str | None, flag: str):
@@ -78,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
     from selectgym.agents.config import AgentConfig
     from selectgym.agents.train import train_agent
 
-    cfg = AgentConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(AgentConfig)})
+    cfg = dataclass_from_args(AgentConfig, args, args._config_fields)
     train, val, store = _load(args.features, "--features")
     eval_train = eval_val = None
     if args.eval_features:
