@@ -99,7 +99,7 @@ def train_agent(cfg: AgentConfig, table: FeatureTable, val_table: FeatureTable |
         venv = make_vec_env(cfg, table, val_table, reward=cfg.reward, reward_kwargs=reward_kwargs,
                             n_envs=cfg.n_envs, training=True)
         model = build_agent(cfg, venv)
-        first_env = venv.unwrapped.envs[0].unwrapped if isinstance(venv, VecNormalize) else venv.envs[0].unwrapped
+        first_env = venv.unwrapped.envs[0].unwrapped
         sidecar = describe_policy(cfg.algo, cfg.env_id, first_env, cfg.env_kwargs(), feature_config, cfg.to_dict())
         callbacks: list[BaseCallback] = []
         if eval_table is not None and cfg.eval_freq:

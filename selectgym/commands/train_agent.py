@@ -26,12 +26,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _load(folder: str | None, flag: str):
-    from selectgym.proxies.pipeline import load_features
-
     if not folder:
         raise SelectgymError(f"{flag} DIR is required: a folder written by `selectgym features`")
     if not Path(folder).exists():
         raise SelectgymError(f"{flag} {folder}: no such folder; compute it with `selectgym features`")
+    from selectgym.proxies.pipeline import load_features
+
     return load_features(folder)
 
 

@@ -56,10 +56,6 @@ class ClusterSelectEnv(SelectionEnv):
     def _batch_size(self, slot: int) -> int:
         return int(self.sizes[slot])
 
-    def action_masks(self) -> np.ndarray:
-        """True for every cluster not taken yet."""
-        return self.ptr == 0
-
     def _observation(self) -> np.ndarray:
         return (self.ptr > 0).astype(np.int8)
 
