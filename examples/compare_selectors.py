@@ -11,9 +11,10 @@ import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
+from selectgym.proxies.pipeline import FeatureConfig, compute_features, load_features
+
 from selectgym.data.io import load_pool
 from selectgym.data.suite import SuiteConfig, make_suite
-from selectgym.proxies.pipeline import FeatureConfig, compute_features, load_features
 from selectgym.selectors import get_selector
 
 

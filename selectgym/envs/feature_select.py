@@ -110,5 +110,6 @@ class FeatureSelectEnv(SelectionEnv):
     def observation_schema(self) -> dict[str, Any]:
         """What the observation holds, for a saved policy's sidecar."""
         return {"kind": "cluster_features", "n_clusters": self.n_clusters, "stats": list(CLUSTER_STATS),
-                "extras": list(EXTRAS), "features": [f for f, p in zip(FEATURES, self.present) if p],
+                "extras": list(EXTRAS),
+                "features": [f for f, p in zip(FEATURES, self.present, strict=True) if p],
                 "shape": list(self.observation_space.shape)}

@@ -40,6 +40,7 @@ class Reward(ABC):
 
     name: str = "reward"
 
+    @abstractmethod
     def reset(self) -> None:
         """Start a new episode: nothing taken, any trained state back to the start."""
 
@@ -58,6 +59,9 @@ class NoReward(Reward):
     name = "none"
 
     def __init__(self, table: FeatureTable | None = None, val_table: FeatureTable | None = None) -> None:
+        pass
+
+    def reset(self) -> None:
         pass
 
     def step(self, rows: np.ndarray) -> float:
@@ -170,7 +174,7 @@ class ProxyReward(Reward):
         import torch
 
         with torch.no_grad():
-            for p, p0 in zip(self.params, self.initial):
+            for p, p0 in zip(self.params, self.initial, strict=True):
                 p.copy_(p0)
         self.optimizer = torch.optim.AdamW(self.params, lr=self.lr, weight_decay=0.0)
         self.val_loss = self.initial_val_loss
@@ -183,7 +187,7 @@ class ProxyReward(Reward):
         self.model.train()
         for _ in range(self.steps):
             self.optimizer.zero_grad(set_to_none=True)
-            for chunk, size in zip(chunks, sizes):
+            for chunk, size in zip(chunks, sizes, strict=True):
                 (self._loss(chunk) * (size / len(rows))).backward()
             self.optimizer.step()
         before, self.val_loss = self.val_loss, self._val_loss()

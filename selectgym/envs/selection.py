@@ -32,9 +32,10 @@ class SelectionEnv(gym.Env):
     """Base of the selection MDPs: each action names a cluster; the env takes that cluster's next rows.
 
     Rows inside a cluster are taken in descending ``order_by`` score, ties in a random order drawn from
-    ``self.np_random`` at reset; ``taken[-1]`` holds the rows of the last step. An action naming an exhausted cluster is redirected to the lowest-index
-    open one (``info["redirected"]``), so every step makes progress; ``action_masks()`` lets MaskablePPO
-    avoid that altogether. Subclasses set ``observation_space``, ``_batch_size`` and ``_observation``.
+    ``self.np_random`` at reset; ``taken[-1]`` holds the rows of the last step. An action naming an exhausted
+    cluster is redirected to the lowest-index open one (``info["redirected"]``), so every step makes progress;
+    ``action_masks()`` lets MaskablePPO avoid that altogether. Subclasses set ``observation_space``,
+    ``_batch_size`` and ``_observation``.
     """
 
     metadata: dict[str, Any] = {"render_modes": []}
@@ -55,11 +56,11 @@ class SelectionEnv(gym.Env):
             raise SelectgymError(f"labels must be one cluster in [0, {self.n_clusters}) per example "
                                  f"({self.n_examples} rows)")
         self.x, self.present = feature_matrix(table, val_table, features, train_grad, val_grad)
+        self.order_by = order_by
+        self.scores = order_scores(self.x, order_by)
         if order_by != "none" and not self.present[FEATURES.index(order_by.removeprefix("-"))]:
             raise SelectgymError(f"order_by {order_by!r} needs the feature {order_by.removeprefix('-')!r}, which these "
                                  f"features lack; use order_by 'none' or compute it")
-        self.order_by = order_by
-        self.scores = order_scores(self.x, order_by)
         self.set_slots(labels)
         self.reward = make_reward(reward, table, val_table, **(reward_kwargs or {}))
         self.action_space = spaces.Discrete(self.n_clusters)

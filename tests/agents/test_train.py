@@ -26,7 +26,8 @@ def mean_return(env, choose, episodes=5, seed=100):
 def best_group_first(env):
     """Whichever open cluster holds the synthetic best group (rows 90..119), else the first open one."""
     def choose(obs, mask):
-        holds_best = [bool(m) and len(rows) and 90 <= rows[0] < 120 for m, rows in zip(mask, env.members)]
+        holds_best = [bool(m) and len(rows) and 90 <= rows[0] < 120
+                      for m, rows in zip(mask, env.members, strict=True)]
         return int(np.argmax(holds_best)) if any(holds_best) else int(np.argmax(mask))
     return choose
 
@@ -54,7 +55,7 @@ def test_same_seed_same_agent(tables):
     first, second = train_agent(cfg, *tables), train_agent(cfg, *tables)
     obs = np.random.default_rng(0).uniform(-1, 1, (16, *first.observation_space.shape)).astype(np.float32)
     np.testing.assert_array_equal(first.predict(obs, deterministic=True)[0], second.predict(obs, deterministic=True)[0])
-    for a, b in zip(first.policy.parameters(), second.policy.parameters()):
+    for a, b in zip(first.policy.parameters(), second.policy.parameters(), strict=True):
         np.testing.assert_array_equal(a.detach().numpy(), b.detach().numpy())
 
 

@@ -55,10 +55,10 @@ def rollout(env, seed, steps=50):
 def test_same_seed_same_rollout(env_id, tables):
     first, second = rollout(make(env_id, tables), 7), rollout(make(env_id, tables), 7)
     assert len(first) == len(second)
-    for a, b in zip(first, second):
+    for a, b in zip(first, second, strict=True):
         np.testing.assert_array_equal(a, b)
     other = rollout(make(env_id, tables), 8)
-    assert any(not np.array_equal(a, b) for a, b in zip(first, other))
+    assert any(not np.array_equal(a, b) for a, b in zip(first, other, strict=False))
 
 
 @pytest.mark.parametrize("env_id", [CLUSTER_SELECT, FEATURE_SELECT])
@@ -176,5 +176,7 @@ def test_bad_settings_are_one_line_errors(tables):
         gym.make(FEATURE_SELECT, table=train, val_table=val, n_clusters=500)
     with pytest.raises(SelectgymError, match="order_by 'alignment' needs"):
         gym.make(FEATURE_SELECT, table=train, val_table=None, reward="none")
+    with pytest.raises(SelectgymError, match="order_by 'vibes' is not one of"):
+        gym.make(FEATURE_SELECT, table=train, val_table=val, order_by="vibes")
     with pytest.raises(SelectgymError, match="budget 999 is above the pool size"):
         gym.make(FEATURE_SELECT, table=train, val_table=val, budget=999)

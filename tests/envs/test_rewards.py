@@ -64,13 +64,14 @@ def test_proxy_reward_is_positive_on_the_validation_examples_and_resets(val_pool
     rows = np.arange(len(val_pool))
     first = reward.step(rows)
     assert first > 0
-    moved = [not np.allclose(p.detach().numpy(), p0.numpy()) for p, p0 in zip(reward.params, initial)]
+    moved = [not np.allclose(p.detach().numpy(), p0.numpy())
+             for p, p0 in zip(reward.params, initial, strict=True)]
     assert any(moved)
     base = [p for n, p in reward.model.named_parameters() if "lora_" not in n]
     assert not any(p.requires_grad for p in base)
     second = reward.step(rows)  # the val loss keeps falling on its own examples
     assert second > 0
     reward.reset()
-    for p, p0 in zip(reward.params, initial):
+    for p, p0 in zip(reward.params, initial, strict=True):
         np.testing.assert_array_equal(p.detach().numpy(), p0.numpy())
     assert reward.step(rows) == pytest.approx(first, rel=1e-5)
