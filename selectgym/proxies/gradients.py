@@ -89,9 +89,16 @@ def _keeps_logits_subset(model) -> bool:
     return "logits_to_keep" in inspect.signature(base.forward).parameters
 
 
-def _forward_losses(model, batch: dict[str, torch.Tensor], reduction: str) -> torch.Tensor:
-    """Losses of a right-padded batch; the LM head runs only where some sequence predicts a response token."""
-    ids, attn, resp = batch["input_ids"], batch["attention_mask"], batch["response_mask"]
+def sequence_losses(model, batch: dict[str, torch.Tensor], reduction: str = "mean") -> torch.Tensor:
+    """Per-sequence response losses ``(B,)`` of a right-padded batch, differentiable (float32).
+
+    The LM head runs only at positions where some sequence predicts a response token, which skips most of
+    the vocabulary projection over prompts.
+    """
+    if reduction not in REDUCTIONS:
+        raise SelectgymError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
+    device = _model_device(model)
+    ids, attn, resp = (batch[k].to(device) for k in ("input_ids", "attention_mask", "response_mask"))
     kwargs = {"input_ids": ids, "attention_mask": attn, "use_cache": False}
     positions = None
     if _keeps_logits_subset(model) and ids.shape[1] > 1:
@@ -163,7 +170,7 @@ def per_example_grads(model, batch: dict[str, torch.Tensor], *, reduction: str =
     out = torch.zeros(n_groups, start, dtype=torch.float32, device=device)
     weights, groups = weights.to(device), groups.to(device)
     with _eval_mode(model), torch.enable_grad(), _capture(layers) as records:
-        losses = _forward_losses(model, batch, reduction)
+        losses = sequence_losses(model, batch, reduction)
         calls = [(own, x, y) for m, own in layers for x, y in records[m]]
         grads = torch.autograd.grad((losses * weights).sum(), [y for _, _, y in calls], allow_unused=True)
     for (own, x, _), g in zip(calls, grads, strict=True):
@@ -236,7 +243,7 @@ def adam_normalise(grads: torch.Tensor, exp_avg: torch.Tensor, exp_avg_sq: torch
     return m / (v.sqrt() + eps)
 
 
-def _batches_by_length(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
+def length_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
     """Index batches of similar length (less padding); a stable sort keeps ties in input order."""
     order = sorted(range(len(lengths)), key=lambda i: lengths[i])
     return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
@@ -263,7 +270,7 @@ def sft_grads(model, tokenizer, examples, *, projector=None, batch_size: int = 8
     losses = np.zeros(len(examples), dtype=np.float32)
     rendered = [render_example(tokenizer, ex, max_length=max_length, field=field) for ex in examples]
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    for rows in _batches_by_length([len(r.input_ids) for r in rendered], batch_size):
+    for rows in length_batches([len(r.input_ids) for r in rendered], batch_size):
         batch = collate([rendered[i] for i in rows], pad_id)
         grads, loss = per_example_grads(model, batch, reduction="mean", return_losses=True)
         if gradient_type == "adam":
