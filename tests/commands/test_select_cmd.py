@@ -1,6 +1,4 @@
 import json
-import sys
-import types
 
 import numpy as np
 import pytest
@@ -9,54 +7,43 @@ from selectgym.cli import main
 from selectgym.commands.select import parse_budget, parse_options
 from selectgym.data import load_pool
 from selectgym.errors import SelectgymError
+from selectgym.proxies.store import FeatureStore
 from selectgym.proxies.table import FeatureTable
 from selectgym.selectors import Selection
 
 
-class FakeStore:
-    """The feature store API the command reads: open(path), table(name), has_table(name), meta."""
-
-    saved: dict = {}
-
-    def __init__(self, tables, meta):
-        self._tables, self.meta = tables, meta
-
-    @classmethod
-    def open(cls, path):
-        return cls.saved[str(path)]
-
-    def table(self, name):
-        return self._tables[name]
-
-    def has_table(self, name):
-        return name in self._tables
+def write_store(root, pool_path, train: FeatureTable, val: FeatureTable | None = None):
+    """A complete feature store on disk, as `selectgym features` leaves it."""
+    store = FeatureStore.create(root, {"test": str(root)}, {"pool_path": str(pool_path)})
+    store.write_shard("train", 0, train.ids, train.arrays)
+    shards = {"train": 1}
+    if val is not None:
+        store.write_shard("val", 0, val.ids, val.arrays)
+        shards["val"] = 1
+    store.mark_complete(shards)
+    return root
 
 
 @pytest.fixture()
-def fake_store(monkeypatch):
-    module = types.ModuleType("selectgym.proxies.store")
-    module.FeatureStore = FakeStore
-    monkeypatch.setitem(sys.modules, "selectgym.proxies.store", module)
-    monkeypatch.setattr(FakeStore, "saved", {})
-    return FakeStore
-
-
-@pytest.fixture()
-def features(tmp_path, suite_dir, fake_store):
+def labelled(suite_dir):
     """Features on the suite's SFT pool: dpo_gap is -1 for clean on-target examples, +1 for the rest."""
     pool = load_pool(suite_dir / "sft.jsonl")
     useful = np.array([bool(ex.meta["useful"]) for ex in pool])
     rng = np.random.default_rng(0)
     grads = rng.normal(size=(len(pool), 4))
     grads[useful, 0] += 5.0
-    train = FeatureTable(pool.ids, {"dpo_gap": np.where(useful, -1.0, 1.0) + 0.01 * np.arange(len(pool)),
-                                    "grad_adam": grads, "grad": grads})
+    n = len(pool)
+    train = FeatureTable(pool.ids, {"dpo_gap": np.where(useful, -1.0, 1.0) + 0.01 * np.arange(n),
+                                    "grad_adam": grads, "grad": grads, "pass_rate": np.linspace(0, 1, n),
+                                    "grpo_grad": np.zeros((n, 4)), "grpo_signal": np.zeros(n)})
     val = FeatureTable(["v0", "v1"], {"grad": np.array([[1.0, 0, 0, 0], [1.0, 0.1, 0, 0]])})
-    folder = tmp_path / "feats"
-    folder.mkdir()
-    meta = {"pool_path": str(suite_dir / "sft.jsonl")}
-    fake_store.saved[str(folder)] = fake_store({"train": train, "val": val}, meta)
-    return folder, pool, useful
+    return pool, useful, train, val
+
+
+@pytest.fixture()
+def features(tmp_path, suite_dir, labelled):
+    pool, useful, train, val = labelled
+    return write_store(tmp_path / "feats", suite_dir / "sft.jsonl", train, val), pool, useful
 
 
 def test_select_writes_pool_format_scores_and_label_summary(features, tmp_path, capsys):
@@ -92,11 +79,8 @@ def test_select_uses_method_default_budget_and_options(features, tmp_path, capsy
     assert len(out.read_text().splitlines()) == round(0.1 * len(pool))
 
 
-def test_select_gradalign_rounds_from_yaml_config(features, tmp_path, capsys, fake_store):
+def test_select_gradalign_rounds_from_yaml_config(features, tmp_path, capsys):
     folder, pool, useful = features
-    train = fake_store.saved[str(folder)].table("train")
-    train.arrays.update(pass_rate=np.linspace(0, 1, len(pool)), grpo_grad=np.zeros((len(pool), 4)),
-                        grpo_signal=np.zeros(len(pool)))
     cfg = tmp_path / "sel.yaml"
     cfg.write_text(f"method: gradalign\nfeatures: {folder}\nbudget: 0.1\nout: {tmp_path / 'g.jsonl'}\n"
                    "option: [mode=accgreedy, chunk_size=40]\n")
@@ -128,9 +112,8 @@ def test_user_errors_are_one_line(features, tmp_path, capsys):
         assert message in err and err.count("\n") == 1, (argv, err)
 
 
-def test_missing_validation_table_is_a_clear_error(features, tmp_path, capsys, fake_store):
-    folder, _, _ = features
-    del fake_store.saved[str(folder)]._tables["val"]
+def test_missing_validation_table_is_a_clear_error(labelled, suite_dir, tmp_path, capsys):
+    folder = write_store(tmp_path / "no_val", suite_dir / "sft.jsonl", labelled[2])
     assert main(["select", "--method", "less", "--features", str(folder), "--out", str(tmp_path / "o.jsonl")]) == 2
     assert "needs target (validation) features" in capsys.readouterr().err
 
@@ -144,9 +127,7 @@ def test_policy_path_calls_apply_policy(monkeypatch, suite_dir, tmp_path, capsys
         ids = pool.ids[-3:]
         return Selection(ids, np.array([3.0, 2.0, 1.0]), "policy")
 
-    module = types.ModuleType("selectgym.agents.apply")
-    module.apply_policy = apply_policy
-    monkeypatch.setitem(sys.modules, "selectgym.agents.apply", module)
+    monkeypatch.setattr("selectgym.agents.apply.apply_policy", apply_policy)
     out = tmp_path / "p.jsonl"
     assert main(["select", "--policy", "pol.zip", "--pool", str(suite_dir / "sft.jsonl"), "--budget", "0.2",
                  "--val", "v.jsonl", "--seed", "4", "--out", str(out)]) == 0
