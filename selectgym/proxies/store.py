@@ -1,0 +1,234 @@
+"""``FeatureStore``: computed features on disk, in shards, so a killed run resumes where it stopped.
+
+Layout of one store (``<root>/<key>/``, ``key`` = hash of model, adapter, pool content and config)::
+
+    meta.json                         key, the material it was hashed from, and free-form meta
+    proxy.safetensors                 the warmed-up adapter (and Adam moments) that produced the features
+    <table>/shard-00000.safetensors   that shard's rows of every array; the ids in the file's metadata
+    complete.json                     written last: shards per table; until then the store is partial
+
+One root (``--out``) can hold stores for several configurations; ``<root>/latest.json`` names the one
+most recently finished or reused, which is what opening the root gives when it holds more than one.
+
+Every file is written to a temporary name and renamed into place, so a shard under its final name is
+always whole; a finished shard is never rewritten.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from selectgym.errors import SelectgymError
+from selectgym.proxies.table import FeatureTable
+from selectgym.utils import atomic_path, stable_hash, write_json
+
+STORE_VERSION = 1
+META_FILE = "meta.json"
+COMPLETE_FILE = "complete.json"
+PROXY_FILE = "proxy.safetensors"
+LATEST_FILE = "latest.json"
+SHARD_RE = re.compile(r"^shard-(\d{5,})\.safetensors$")
+TABLE_NAME_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
+
+
+def store_key(key_material: dict[str, Any]) -> str:
+    """The folder name of the store for this material (same material, same folder)."""
+    return stable_hash({"store_version": STORE_VERSION, **key_material})
+
+
+class FeatureStore:
+    """A folder of feature shards for one (model, adapter, pool, config) combination."""
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = Path(path)
+        info_path = self.path / META_FILE
+        if not info_path.exists():
+            raise SelectgymError(f"{self.path} is not a feature store (no {META_FILE}); "
+                                 f"compute features with `selectgym features`")
+        self._info = json.loads(info_path.read_text(encoding="utf-8"))
+
+    @classmethod
+    def create(cls, root: str | os.PathLike, key_material: dict[str, Any], meta: dict[str, Any]) -> FeatureStore:
+        """Create (or reopen, to resume) the store ``<root>/<key>/`` for this material.
+
+        ``meta`` is stored only when the store is new: an existing store keeps the meta its first run wrote.
+        """
+        key = store_key(key_material)
+        path = Path(root) / key
+        if not (path / META_FILE).exists():
+            path.mkdir(parents=True, exist_ok=True)
+            write_json(path / META_FILE, {"version": STORE_VERSION, "key": key, "key_material": key_material,
+                                          "meta": meta})
+        store = cls(path)
+        if store.key != key:
+            raise SelectgymError(f"{path} holds features for key {store.key}, not {key}; remove the folder")
+        return store
+
+    @classmethod
+    def open(cls, path: str | os.PathLike) -> FeatureStore:
+        """Open a store folder, or a features root that holds exactly one store."""
+        path = Path(path)
+        if (path / META_FILE).exists():
+            return cls(path)
+        if not path.is_dir():
+            raise SelectgymError(f"{path}: no such feature folder; compute it with `selectgym features --out {path}`")
+        found = sorted(p for p in path.iterdir() if (p / META_FILE).exists())
+        if len(found) == 1:
+            return cls(found[0])
+        if not found:
+            raise SelectgymError(f"{path} holds no feature store; compute one with `selectgym features --out {path}`")
+        latest = path / LATEST_FILE
+        if latest.exists():
+            key = json.loads(latest.read_text(encoding="utf-8"))["key"]
+            if (path / key / META_FILE).exists():
+                return cls(path / key)
+        raise SelectgymError(f"{path} holds {len(found)} feature stores ({', '.join(p.name for p in found)}); "
+                             f"pass one of them, e.g. {found[0]}")
+
+    def mark_latest(self) -> None:
+        """Make this the store that opening its root folder gives."""
+        write_json(self.path.parent / LATEST_FILE, {"key": self.key})
+
+    @property
+    def key(self) -> str:
+        return self._info["key"]
+
+    @property
+    def key_material(self) -> dict[str, Any]:
+        return self._info["key_material"]
+
+    @property
+    def meta(self) -> dict[str, Any]:
+        """What the first run recorded: pool and validation paths and hashes, config, model, adapter."""
+        return {**self._info["meta"], "key": self.key}
+
+    def update_meta(self, **values: Any) -> None:
+        """Add entries to ``meta`` (atomically rewrites ``meta.json``)."""
+        self._info["meta"].update(values)
+        write_json(self.path / META_FILE, self._info)
+
+    # shards -------------------------------------------------------------------------------------------
+
+    def _shard_path(self, table: str, index: int) -> Path:
+        if not TABLE_NAME_RE.match(table):
+            raise SelectgymError(f"table name {table!r} must be letters, digits, '_', '.' or '-'")
+        if index < 0:
+            raise SelectgymError(f"shard index must be >= 0, got {index}")
+        return self.path / table / f"shard-{index:05d}.safetensors"
+
+    def write_shard(self, table: str, index: int, ids: list[str], arrays: dict[str, np.ndarray]) -> Path:
+        """Write one shard atomically; refuses to replace a finished shard."""
+        from safetensors.numpy import save_file
+
+        final = self._shard_path(table, index)
+        if final.exists():
+            raise SelectgymError(f"{final} is already finished; finished shards are never rewritten")
+        if not ids:
+            raise SelectgymError(f"shard {index} of table {table!r} has no rows")
+        tensors = {}
+        for name, arr in arrays.items():
+            arr = np.ascontiguousarray(arr)
+            if len(arr) != len(ids):
+                raise SelectgymError(f"array {name!r} has {len(arr)} rows but shard {index} has {len(ids)} ids")
+            tensors[name] = arr
+        with atomic_path(final) as tmp:
+            save_file(tensors, str(tmp), metadata={"ids": json.dumps(list(ids)), "table": table, "index": str(index)})
+        return final
+
+    def finished_shards(self, table: str) -> list[int]:
+        """Indices of the shards of ``table`` already on disk, ascending."""
+        folder = self.path / table
+        if not folder.is_dir():
+            return []
+        return sorted(int(m.group(1)) for p in folder.iterdir() if (m := SHARD_RE.match(p.name)))
+
+    def read_shard(self, table: str, index: int) -> tuple[list[str], dict[str, np.ndarray]]:
+        """One shard's ids and arrays."""
+        from safetensors import safe_open
+
+        path = self._shard_path(table, index)
+        with safe_open(str(path), framework="np") as fh:
+            ids = json.loads(fh.metadata()["ids"])
+            arrays = {name: fh.get_tensor(name) for name in fh.keys()}
+        return ids, arrays
+
+    # tables -------------------------------------------------------------------------------------------
+
+    @property
+    def complete(self) -> bool:
+        return (self.path / COMPLETE_FILE).exists()
+
+    def mark_complete(self, shards: dict[str, int]) -> None:
+        """Record that every table has all its shards (``{table: number of shards}``); checked first."""
+        for table, n in shards.items():
+            have = self.finished_shards(table)
+            if have != list(range(n)):
+                missing = sorted(set(range(n)) - set(have))
+                raise SelectgymError(f"{self.path}: table {table!r} lacks shards {missing[:5]}; "
+                                     f"rerun `selectgym features` with the same settings to finish")
+        write_json(self.path / COMPLETE_FILE, {"shards": shards})
+
+    @property
+    def tables(self) -> list[str]:
+        """Names of the tables with at least one finished shard."""
+        return sorted(p.name for p in self.path.iterdir() if p.is_dir() and self.finished_shards(p.name))
+
+    def has_table(self, name: str) -> bool:
+        return bool(self.finished_shards(name))
+
+    def table(self, name: str) -> FeatureTable:
+        """All shards of ``name`` concatenated in order; an incomplete store is an error."""
+        shards = self.finished_shards(name)
+        if not shards:
+            raise SelectgymError(f"{self.path} has no {name!r} features (tables: {', '.join(self.tables) or 'none'})")
+        if self.complete:
+            expected = json.loads((self.path / COMPLETE_FILE).read_text())["shards"].get(name, len(shards))
+        else:
+            expected = None
+        if expected is None or shards != list(range(expected)):
+            raise SelectgymError(f"{self.path} is incomplete ({len(shards)} shards of {name!r} finished); "
+                                 f"rerun `selectgym features` with the same settings to finish it")
+        ids: list[str] = []
+        parts: dict[str, list[np.ndarray]] = {}
+        for index in shards:
+            shard_ids, arrays = self.read_shard(name, index)
+            if parts and set(arrays) != set(parts):
+                raise SelectgymError(f"{self.path}: shard {index} of {name!r} has arrays {sorted(arrays)}, "
+                                     f"the others {sorted(parts)}; remove the store and recompute")
+            ids.extend(shard_ids)
+            for key, arr in arrays.items():
+                parts.setdefault(key, []).append(arr)
+        arrays = {key: np.concatenate(chunks, axis=0) for key, chunks in parts.items()}
+        return FeatureTable(ids, arrays, {**self.meta, "table": name, "store": str(self.path)})
+
+    # the proxy that produced the features -------------------------------------------------------------
+
+    @property
+    def proxy_path(self) -> Path:
+        return self.path / PROXY_FILE
+
+    def save_proxy(self, tensors: dict[str, np.ndarray], metadata: dict[str, str] | None = None) -> Path:
+        """Save the adapter state the features come from (written once, atomically)."""
+        from safetensors.numpy import save_file
+
+        with atomic_path(self.proxy_path) as tmp:
+            save_file({k: np.ascontiguousarray(v) for k, v in tensors.items()}, str(tmp), metadata=metadata)
+        return self.proxy_path
+
+    def load_proxy(self) -> dict[str, np.ndarray] | None:
+        """The saved adapter state, or ``None`` before the first run saved it."""
+        from safetensors.numpy import load_file
+
+        if not self.proxy_path.exists():
+            return None
+        return load_file(str(self.proxy_path))
+
+    def __repr__(self) -> str:
+        state = "complete" if self.complete else "partial"
+        return f"FeatureStore({str(self.path)!r}, {state}, tables={self.tables})"
