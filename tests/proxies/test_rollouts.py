@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 
 import pytest
@@ -9,7 +10,13 @@ import torch
 
 from selectgym.errors import SelectgymError
 from selectgym.proxies.models import TinyConfig, tiny_model
-from selectgym.proxies.rollouts import OpenAIGenerator, TransformersGenerator, make_generator, prompt_seed, prompt_seed
+from selectgym.proxies.rollouts import (
+    OpenAIGenerator,
+    TransformersGenerator,
+    VLLMGenerator,
+    make_generator,
+    prompt_seed,
+)
 from tests.proxies.http_fakes import FakeChatServer, closed_port_url
 
 PROMPTS = [[{"role": "user", "content": "What is 2 + 2?"}],
@@ -120,3 +127,31 @@ def test_openai_server_down_bounded_retries(caplog):
 def test_openai_rejects_bad_base_url():
     with pytest.raises(SelectgymError, match="http"):
         OpenAIGenerator("localhost:8000", "m")
+
+
+def test_make_generator_auto_loads_model_path_and_adapter_without_vllm(generator, tokenizer, tmp_path):
+    if importlib.util.find_spec("vllm") is not None:
+        pytest.skip("auto picks vllm where it is installed (covered by test_vllm.py)")
+    from selectgym.proxies.lora import LoraSpec, attach_lora, lora_parameters
+
+    base = tiny_model(tokenizer, TinyConfig(seed=3))
+    base.save_pretrained(tmp_path / "model")
+    tokenizer.save_pretrained(tmp_path / "model")
+    adapted = attach_lora(base, LoraSpec(r=4, target_modules=["q_proj", "v_proj"]))
+    gen = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for _, p in lora_parameters(adapted):
+            p.copy_(torch.randn(p.shape, generator=gen) * 0.5)
+    adapted.save_pretrained(tmp_path / "adapter")
+    expected = TransformersGenerator(adapted, tokenizer).generate(PROMPTS, max_new_tokens=5, temperature=0)
+
+    loaded = make_generator("auto", model_path=tmp_path / "model", lora_path=tmp_path / "adapter")
+    assert isinstance(loaded, TransformersGenerator) and hasattr(loaded.model, "disable_adapter")
+    assert loaded.generate(PROMPTS, max_new_tokens=5, temperature=0) == expected
+
+
+def test_vllm_generator_without_vllm_is_a_one_line_error(tmp_path):
+    if importlib.util.find_spec("vllm") is not None:
+        pytest.skip("vllm is installed here")
+    with pytest.raises(SelectgymError, match="install_vllm.sh"):
+        VLLMGenerator(tmp_path)
