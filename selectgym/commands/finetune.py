@@ -1,0 +1,54 @@
+"""Fine-tune a model on a selection with LoRA (SFT, DPO or GRPO via TRL), optionally re-selecting as it trains.
+
+Examples: `selectgym finetune --method sft --data selected.jsonl --model tiny --eval suite/validation.jsonl`;
+`selectgym finetune --method grpo --data suite/verifiable.jsonl --max-steps 20 --batch-size 8`;
+`selectgym finetune --config configs/finetune_sft.yaml --data selected.jsonl --merge`. Prints the final
+metrics and where the adapter (and with --merge the merged model) went.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from selectgym.cli import add_config_flag, add_dataclass_arguments, dataclass_from_args
+from selectgym.errors import SelectgymError
+from selectgym.finetune.config import FinetuneConfig
+
+#: config fields that get a short flag of their own instead of the generated one
+RENAMED = {"output_dir": "out"}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_config_flag(parser)
+    parser.add_argument("--data", default=None, help="the selection to train on (a pool file: .jsonl, .json, .parquet)")
+    parser.add_argument("--eval", default=None, help="target set to evaluate on after training (verifiable format "
+                        "with reference answers, e.g. suite/validation.jsonl)")
+    parser.add_argument("--out", dest="output_dir", default=FinetuneConfig.output_dir,
+                        help="output folder (adapter, checkpoints, metrics.json)")
+    parser.add_argument("--merge", action="store_true", help="also merge the adapter into the base model and save "
+                        "the full model to <out>/merged")
+    parser.set_defaults(_finetune_fields=add_dataclass_arguments(parser, FinetuneConfig, skip=tuple(RENAMED)))
+
+
+def run(args: argparse.Namespace) -> int:
+    from selectgym.finetune.train import merge_and_export, train
+
+    if not args.data:
+        raise SelectgymError("finetune needs --data: the pool file to train on (e.g. the output of selectgym select)")
+    for flag, path in (("--data", args.data), ("--eval", args.eval)):
+        if path is not None and not Path(path).is_file():
+            raise SelectgymError(f"{flag} {path}: no such file")
+    names = [*args._finetune_fields, *RENAMED]
+    cfg = dataclass_from_args(FinetuneConfig, args, names)
+    result = train(cfg, args.data, eval_pool=args.eval)
+    shown = {k: v for k, v in result.metrics.items() if not isinstance(v, (list, dict))}
+    print(json.dumps(shown, indent=2, default=str))
+    print(f"adapter: {result.adapter_dir}")
+    if result.selections:
+        print(f"selections: {len(result.selections)} (their ids are in {Path(cfg.output_dir) / 'metrics.json'})")
+    if args.merge:
+        merged = merge_and_export(result.adapter_dir, Path(cfg.output_dir) / "merged")
+        print(f"merged model: {merged}")
+    return 0

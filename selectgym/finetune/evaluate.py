@@ -1,0 +1,58 @@
+"""Evaluate a model on a target set: verifier accuracy of greedy answers and the validation loss.
+
+Accuracy: one greedy completion per prompt (transformers, left-padded batches), scored by the example's
+verifier (reasoning-gym's checker, exact match otherwise). Validation loss: each example's token-mean NLL
+of its reference answer with the prompt masked (the SFT loss of ALGORITHMS.md section 1), averaged over
+examples.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from selectgym.data.pool import Pool
+from selectgym.data.render import collate, render_example
+from selectgym.errors import SelectgymError
+
+
+def greedy_completions(model, tokenizer, pool: Pool, *, max_new_tokens: int = 16, batch_size: int = 16) -> list[str]:
+    """One greedy completion per example, in pool order."""
+    from selectgym.proxies.rollouts import TransformersGenerator
+
+    generator = TransformersGenerator(model, tokenizer, batch_size=batch_size)
+    out = generator.generate([ex.prompt for ex in pool], n=1, max_new_tokens=max_new_tokens, temperature=0.0)
+    return [row[0] for row in out]
+
+
+def validation_loss(model, tokenizer, pool: Pool, *, batch_size: int = 16, max_length: int = 512) -> float:
+    """Mean over examples of the token-mean NLL of the reference answer (prompt tokens masked)."""
+    from selectgym.proxies.gradients import length_batches, sequence_losses
+
+    rendered = [render_example(tokenizer, ex, max_length) for ex in pool]
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    losses = np.zeros(len(rendered))
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            for rows in length_batches([len(r.input_ids) for r in rendered], batch_size):
+                batch = collate([rendered[i] for i in rows], pad_id)
+                losses[rows] = sequence_losses(model, batch, reduction="mean").float().cpu().numpy()
+    finally:
+        model.train(was_training)
+    return float(losses.mean())
+
+
+def evaluate(model, tokenizer, pool: Pool, *, max_new_tokens: int = 16, batch_size: int = 16) -> dict[str, float]:
+    """``{"accuracy", "val_loss", "n"}`` of ``model`` on the target ``pool``."""
+    from selectgym.data.verify import score
+
+    if not len(pool):
+        raise SelectgymError(f"{pool.source}: the evaluation set is empty")
+    if batch_size < 1 or max_new_tokens < 1:
+        raise SelectgymError(f"batch_size and max_new_tokens must be >= 1, got {batch_size} and {max_new_tokens}")
+    completions = greedy_completions(model, tokenizer, pool, max_new_tokens=max_new_tokens, batch_size=batch_size)
+    accuracy = float(np.mean([score(ex, c) for ex, c in zip(pool, completions, strict=True)]))
+    return {"accuracy": accuracy, "val_loss": validation_loss(model, tokenizer, pool, batch_size=batch_size),
+            "n": len(pool)}

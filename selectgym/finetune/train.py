@@ -1,0 +1,227 @@
+"""Train the target on a selection with TRL (SFTTrainer, DPOTrainer, GRPOTrainer) and a peft LoRA adapter.
+
+Nothing here is a training loop: each method is TRL's trainer, configured from ``FinetuneConfig``, with
+selectgym's pools converted to TRL's dataset formats, a NaN guard, and (optionally) re-selection of the
+training subset as a callback (``selectgym.finetune.reselect``). The adapter is saved with a small sidecar
+naming the base model, so ``merge_and_export`` can rebuild the base without guessing.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from transformers import TrainerCallback
+
+from selectgym.data import Pool
+from selectgym.errors import SelectgymError
+from selectgym.finetune.config import FinetuneConfig
+from selectgym.finetune.trl_data import DATASETS, as_pool
+from selectgym.utils import write_json
+
+log = logging.getLogger(__name__)
+
+ADAPTER = "adapter"
+SIDECAR = "selectgym_finetune.json"
+
+
+@dataclass
+class FinetuneResult:
+    """The trained peft model, its tokenizer, where the adapter went, metrics and the training log."""
+
+    model: Any
+    tokenizer: Any
+    adapter_dir: Path
+    seconds: float
+    metrics: dict[str, Any] = field(default_factory=dict)
+    log_history: list[dict[str, Any]] = field(default_factory=list)
+    selections: list[dict[str, Any]] = field(default_factory=list)
+    trainer: Any = None
+
+
+class NanGuard(TrainerCallback):
+    """Stop at the first non-finite logged loss or gradient norm with a one-line error.
+
+    It raises out of ``trainer.train()``, so nothing is saved over what is already on disk: checkpoints
+    written before the NaN stay as they were. ``logging_nan_inf_filter`` is off in ``training_args`` so that
+    the Trainer reports a NaN instead of smoothing it away.
+    """
+
+    def __init__(self, output_dir: str | os.PathLike) -> None:
+        self.output_dir = str(output_dir)
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        for key in ("loss", "grad_norm"):
+            value = (logs or {}).get(key)
+            if value is not None and not math.isfinite(float(value)):
+                raise SelectgymError(f"training {key} became {value} at step {state.global_step}; lower --lr (now "
+                                     f"{args.learning_rate:g}) or check the data for empty or huge responses; "
+                                     f"checkpoints saved so far are kept in {self.output_dir}")
+
+
+class VerifierReward:
+    """GRPO reward: each completion scored by its own problem's verifier (reasoning-gym or exact match).
+
+    TRL passes the dataset's extra columns to reward functions, so the example ``id`` column finds the problem.
+    """
+
+    __name__ = "verifier"
+
+    def __init__(self, pool: Pool) -> None:
+        self.by_id = {ex.id: ex for ex in pool}
+
+    def __call__(self, prompts, completions, **columns) -> list[float]:
+        from selectgym.data.verify import score
+
+        ids = columns.get("id")
+        if ids is None:
+            raise SelectgymError("the GRPO dataset lost its 'id' column; build it with selectgym.finetune.trl_data")
+        return [score(self.by_id[i], _text(c)) for i, c in zip(ids, completions, strict=True)]
+
+
+def _text(completion) -> str:
+    """A TRL completion (conversational: a list of messages) as plain text."""
+    return completion[-1]["content"] if isinstance(completion, list) else str(completion)
+
+
+def training_args(cfg: FinetuneConfig, cls, **extra: Any):
+    """TRL's ``*Config`` for this run: device, precision, logging and saving from ``cfg``."""
+    return cls(output_dir=cfg.output_dir, learning_rate=cfg.lr, num_train_epochs=cfg.epochs, max_steps=cfg.max_steps,
+               per_device_train_batch_size=cfg.batch_size, gradient_accumulation_steps=cfg.grad_accum,
+               lr_scheduler_type=cfg.lr_scheduler, warmup_steps=float(cfg.warmup_ratio), seed=cfg.seed, data_seed=cfg.seed,
+               logging_steps=cfg.logging_steps, logging_nan_inf_filter=False,
+               save_strategy="steps" if cfg.save_steps else "no", save_steps=cfg.save_steps or 500,
+               report_to=[] if cfg.report_to == "none" else [cfg.report_to], use_cpu=not cfg.uses_cuda,
+               bf16=cfg.use_bf16, gradient_checkpointing=cfg.gradient_checkpointing, disable_tqdm=not cfg.progress,
+               dataloader_num_workers=0, **extra)
+
+
+def grpo_reward(cfg: FinetuneConfig, pool: Pool):
+    """The verifier reward function, or the path of a local reward model (TRL loads it)."""
+    return VerifierReward(pool) if cfg.reward == "verifier" else str(cfg.reward)
+
+
+def build_trainer(cfg: FinetuneConfig, pool: Pool, model, tokenizer, callbacks: Sequence[TrainerCallback] = (),
+                  peft: bool = True):
+    """The configured TRL trainer for ``cfg.method`` on ``pool`` (not yet trained).
+
+    ``peft=False`` when ``model`` already carries the adapter (GradAlign's rounds keep training one adapter).
+    """
+    peft_config = cfg.lora_spec().to_peft() if peft else None
+    dataset = DATASETS[cfg.method](pool)
+    cbs = [NanGuard(cfg.output_dir), *callbacks]
+    common = {"model": model, "train_dataset": dataset, "processing_class": tokenizer, "peft_config": peft_config,
+              "callbacks": cbs}
+    if cfg.method == "sft":
+        from trl import SFTConfig, SFTTrainer
+
+        return SFTTrainer(args=training_args(cfg, SFTConfig, max_length=cfg.max_length), **common)
+    if cfg.method == "dpo":
+        from trl import DPOConfig, DPOTrainer
+
+        return DPOTrainer(args=training_args(cfg, DPOConfig, beta=cfg.beta, max_length=cfg.max_length), **common)
+    from trl import GRPOConfig, GRPOTrainer
+
+    extra: dict[str, Any] = {"vllm_mode": "colocate"} if cfg.use_vllm else {}
+    args = training_args(cfg, GRPOConfig, num_generations=cfg.num_generations, beta=cfg.kl_coef,
+                         max_completion_length=cfg.max_completion_length, temperature=cfg.temperature,
+                         use_vllm=cfg.use_vllm, **extra)
+    return GRPOTrainer(reward_funcs=[grpo_reward(cfg, pool)], args=args, **common)
+
+
+def save_adapter(model, tokenizer, cfg: FinetuneConfig) -> Path:
+    """Save the adapter, tokenizer and a sidecar naming the base model; published by one rename."""
+    final = Path(cfg.output_dir) / ADAPTER
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{ADAPTER}-", dir=final.parent))
+    try:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        write_json(tmp / SIDECAR, {"base_model": cfg.model, "config": cfg.to_dict()})
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return final
+
+
+def train(cfg: FinetuneConfig, data: Pool | str | os.PathLike, eval_pool: Pool | str | os.PathLike | None = None,
+          callbacks: Sequence[TrainerCallback] = (), rescore=None) -> FinetuneResult:
+    """Fine-tune ``cfg.model`` on ``data`` with ``cfg.method``; the adapter goes to ``cfg.output_dir/adapter``.
+
+    With ``eval_pool`` the result's metrics include ``evaluate`` on it. With ``cfg.reselect`` set, training
+    runs on a budget-sized subset that is re-selected during training (``rescore`` overrides the scorer the
+    config names; see ``selectgym.finetune.reselect``); for GRPO that is GradAlign's rounds.
+    """
+    from selectgym.finetune import reselect
+    from selectgym.finetune.evaluate import evaluate
+    from selectgym.proxies.models import load_model
+
+    pool = as_pool(data)
+    target = as_pool(eval_pool) if eval_pool is not None else None
+    start = time.perf_counter()
+    if cfg.method == "grpo" and cfg.reselect == "gradalign":
+        model, tokenizer, trainer, selections = reselect.gradalign_rounds(cfg, pool, target, callbacks)
+    else:
+        model, tokenizer = load_model(cfg.model)
+        trainer = build_trainer(cfg, pool, model, tokenizer, callbacks)
+        selections = []
+        if cfg.reselect != "none":
+            scorer = rescore or reselect.make_rescore(cfg, target, len(pool))
+            callback = reselect.install(trainer, pool, scorer, tokenizer, cfg)
+            selections = callback.history
+        trainer.train()
+        model = trainer.model
+    seconds = time.perf_counter() - start
+    adapter_dir = save_adapter(model, tokenizer, cfg)
+    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+    metrics: dict[str, Any] = {"method": cfg.method, "steps": trainer.state.global_step, "train_seconds": seconds,
+                               "final_loss": losses[-1] if losses else None, "n_train": len(pool)}
+    if target is not None:
+        metrics.update(evaluate(model, tokenizer, target, max_new_tokens=cfg.max_completion_length))
+    write_json(Path(cfg.output_dir) / "metrics.json", {**metrics, "selections": selections})
+    log.info("%s on %d examples: %d steps in %.1f s; adapter in %s", cfg.method, len(pool),
+             trainer.state.global_step, seconds, adapter_dir)
+    return FinetuneResult(model, tokenizer, adapter_dir, seconds, metrics, list(trainer.state.log_history),
+                          selections, trainer)
+
+
+def merge_and_export(adapter_dir: str | os.PathLike, out_dir: str | os.PathLike) -> Path:
+    """Merge a saved LoRA adapter into its base model and save the full model and tokenizer to ``out_dir``.
+
+    The base comes from the adapter's sidecar (``tiny``, ``smollm2`` or a local folder), loaded as in training.
+    """
+    from peft import PeftModel
+
+    from selectgym.proxies.models import load_model
+
+    adapter_dir = Path(adapter_dir)
+    sidecar = adapter_dir / SIDECAR
+    if not sidecar.exists():
+        raise SelectgymError(f"{adapter_dir} has no {SIDECAR}; pass the adapter folder `selectgym finetune` wrote "
+                             "(<out>/adapter)")
+    base_name = json.loads(sidecar.read_text(encoding="utf-8"))["base_model"]
+    base, tokenizer = load_model(base_name)
+    merged = PeftModel.from_pretrained(base, str(adapter_dir)).merge_and_unload()
+    out = Path(out_dir)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
+    try:
+        merged.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        if out.exists():
+            shutil.rmtree(out)
+        os.replace(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out
