@@ -2,8 +2,8 @@
 
     .venv/bin/python examples/compare_selectors.py --policy runs/agent/policy.zip --pool-size 300
 
-Each selector picks the same budget from the same features; the suite's labels say which picks are
-clean and on-target (what a good selector should prefer).
+Each selector picks the same budget from the same pool (GradAlign reads the verifiable twin's GRPO
+features); the suite's labels say which picks are clean and on-target (what a good selector should prefer).
 """
 
 import argparse
@@ -11,10 +11,9 @@ import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
-from selectgym.proxies.pipeline import FeatureConfig, compute_features, load_features
-
 from selectgym.data.io import load_pool
 from selectgym.data.suite import SuiteConfig, make_suite
+from selectgym.proxies.pipeline import FeatureConfig, compute_features, load_features
 from selectgym.selectors import get_selector
 
 
@@ -47,21 +46,25 @@ if __name__ == "__main__":
 
     suite = out / "suite"
     make_suite(suite, SuiteConfig(seed=args.seed, size=args.pool_size, validation_size=16))
-    # the verifiable pool: GradAlign reads GRPO gradients, NICE the validation policy gradients
-    features = FeatureConfig(model="tiny", features=["grad", "loss", "length", "embedding", "nice", "grpo"],
-                             dim=args.feature_dim, seed=args.seed, k=2, max_new_tokens=8)
-    compute_features(suite / "verifiable.jsonl", suite / "validation.jsonl", features, out / "features")
-    train, val, _ = load_features(out / "features")
-    useful = {ex.id: bool(ex.meta.get("useful")) for ex in load_pool(suite / "verifiable.jsonl")}
+    # the SFT pool for the policy and NICE; the verifiable twin (same ids) for GradAlign's GRPO gradients
+    common = {"model": "tiny", "dim": args.feature_dim, "seed": args.seed, "k": 2, "max_new_tokens": 8}
+    sft = FeatureConfig(features=["grad", "grad_adam", "loss", "length", "embedding", "nice"], **common)
+    compute_features(suite / "sft.jsonl", suite / "validation.jsonl", sft, out / "features-sft")
+    compute_features(suite / "verifiable.jsonl", suite / "validation.jsonl", FeatureConfig(features=["grpo"], **common),
+                     out / "features-grpo")
+    sft_tables, grpo_tables = load_features(out / "features-sft")[:2], load_features(out / "features-grpo")[:2]
+    useful = {ex.id: bool(ex.meta.get("useful")) for ex in load_pool(suite / "sft.jsonl")}
 
     selectors = {
         "policy": get_selector("policy", policy_path=args.policy),
         "nice": get_selector("nice"),
-        "gradalign": get_selector("gradalign"),
+        # align mode needs no validation rewards (a random tiny proxy rarely solves a target problem)
+        "gradalign": get_selector("gradalign", mode="align"),
         "random": get_selector("random"),
     }
     print(f"{'selector':<10} {'picked':>6} {'clean+on-target':>16}   (pool: {sum(useful.values()) / len(useful):.0%})")
     for name, selector in selectors.items():
+        train, val = grpo_tables if name == "gradalign" else sft_tables
         selection = selector.select(train, val, args.budget, args.seed)
         share = sum(useful[i] for i in selection.ids) / len(selection.ids)
         print(f"{name:<10} {len(selection.ids):>6} {share:>16.0%}")
