@@ -52,6 +52,8 @@ class FeatureStore:
             raise SelectgymError(f"{self.path} is not a feature store (no {META_FILE}); "
                                  f"compute features with `selectgym features`")
         self._info = json.loads(info_path.read_text(encoding="utf-8"))
+        #: set by the run that returned this store: ``{"computed": examples, "reused": examples}``
+        self.last_run: dict[str, int] | None = None
 
     @classmethod
     def create(cls, root: str | os.PathLike, key_material: dict[str, Any], meta: dict[str, Any]) -> FeatureStore:

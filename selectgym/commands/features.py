@@ -1,0 +1,69 @@
+"""Compute proxy features (gradients, losses, lengths, embeddings, DPO gaps, rollout gradients) of a pool.
+
+Example: `selectgym features --config configs/features_tiny.yaml --pool suite/sft.jsonl
+--val suite/validation.jsonl --out features/ --features grad,grad_adam,loss,length,embedding`.
+Features are saved in shards under <out>/<key>/ (key = hash of model, adapter, pool and settings); a run
+that is stopped resumes from its finished shards when started again with the same settings. Under
+`torchrun --nproc_per_node N -m selectgym.cli features ...` each process computes its share of the shards.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+from selectgym.cli import add_config_flag, add_dataclass_arguments, dataclass_from_args
+from selectgym.errors import SelectgymError
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from selectgym.proxies.pipeline import FEATURES, FeatureConfig
+
+    add_config_flag(parser)
+    parser.add_argument("--pool", default=None, help="training pool file (.jsonl, .json or .parquet)")
+    parser.add_argument("--val", default=None, help="validation/target file (needed for validation gradients)")
+    parser.add_argument("--out", default="features", help="features root folder; the store is <out>/<key>/")
+    parser.add_argument("--features", nargs="+", default=None, help=f"features to compute, comma- or "
+                        f"space-separated, of {', '.join(FEATURES)} (default: grad, grad_adam, loss, length, "
+                        f"embedding)")
+    parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True,
+                        help="show a progress bar (examples/s)")
+    parser.set_defaults(_config_fields=add_dataclass_arguments(parser, FeatureConfig, skip=("features",)))
+
+
+def feature_list(value) -> list[str] | None:
+    """``["grad,loss", "length"]`` (flags) or ``"grad, loss"`` / a list (YAML) -> ``["grad", "loss", "length"]``."""
+    if value is None:
+        return None
+    items = [value] if isinstance(value, str) else list(value)
+    names = [name.strip() for item in items for name in str(item).split(",") if name.strip()]
+    if not names:
+        raise SelectgymError("--features is empty; name at least one feature, e.g. --features grad,loss")
+    return names
+
+
+def run(args: argparse.Namespace) -> int:
+    from selectgym.proxies.pipeline import FeatureConfig, compute_features, dist_env
+
+    if not args.pool:
+        raise SelectgymError("--pool FILE is required: the training pool to compute features for")
+    cfg = dataclass_from_args(FeatureConfig, args, args._config_fields)
+    cfg = FeatureConfig(**{**cfg.to_dict(), "features": feature_list(args.features)})
+    rank, _ = dist_env()
+    started = time.perf_counter()
+    store = compute_features(args.pool, args.val, cfg, args.out, progress=args.progress)
+    seconds = time.perf_counter() - started
+    if rank != 0:
+        return 0
+    meta, run_stats = store.meta, store.last_run or {}
+    computed = run_stats.get("computed", 0)
+    rows = f"{meta['n_pool']} examples" + (f" and {meta['n_val']} validation" if meta.get("n_val") else "")
+    arrays = ", ".join(f"{name}{shape}" for name, shape in store.table("train").schema().items())
+    print(f"features of {rows} in {store.path}")
+    print(f"train arrays: {arrays}")
+    if computed:
+        print(f"computed {computed} examples in {seconds:.1f} s ({computed / seconds:.2f} examples/s); "
+              f"{run_stats.get('reused', 0)} came from finished shards")
+    else:
+        print("already complete: nothing to compute")
+    return 0
