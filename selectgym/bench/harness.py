@@ -197,6 +197,7 @@ class Bench:
 
         all_ids = load_pool(self._suite / "sft.jsonl").ids
         runs: list[dict[str, Any]] = []
+        failures: list[dict[str, Any]] = []
         for seed in cfg.seeds:
             for method in cfg.methods:
                 budgets = [1.0] if method == FULL else cfg.budgets
@@ -204,19 +205,30 @@ class Bench:
                     if method == FULL:
                         ids, sel_s = list(all_ids), 0.0
                     else:
-                        ids, sel_s = self.select(method, budget, seed, train, val)
+                        try:
+                            ids, sel_s = self.select(method, budget, seed, train, val)
+                        except SelectgymError as err:  # one method's failure must not sink the benchmark
+                            log.warning("%s budget=%s seed=%d failed: %s", method, budget, seed, err)
+                            failures.append({"method": method, "budget": budget, "seed": seed, "error": str(err)})
+                            continue
                     metrics = self.finetune(ids, seed, full=method == FULL)
                     run = {"method": method, "budget": budget, "seed": seed, "n_selected": len(ids),
                            "select_seconds": sel_s, **metrics}
                     log.info("%s budget=%s seed=%d: accuracy %.3f, val loss %.3f", method, budget, seed,
                              run["accuracy"], run["val_loss"])
                     runs.append(run)
-                    write_json(self.out / "runs.json", {"config": asdict(cfg), "runs": runs, "costs": self.costs})
+                    write_json(self.out / "runs.json", {"config": asdict(cfg), "runs": runs, "costs": self.costs,
+                                                        "failures": failures})
+        if not runs:
+            raise SelectgymError(f"every method failed; first error: {failures[0]['error']}")
         rows = summarise(runs)
         table = markdown_table(rows)
+        for fail in {(f["method"], f["error"]) for f in failures}:
+            table += f"\n- {fail[0]} failed: {fail[1]}"
+        table += "\n" if failures else ""
         (self.out / "table.md").write_text(table)
         plots = plot(rows, self.out)
-        result = {"config": asdict(cfg), "runs": runs, "summary": rows, "costs": self.costs,
+        result = {"config": asdict(cfg), "runs": runs, "failures": failures, "summary": rows, "costs": self.costs,
                   "plots": [str(p) for p in plots], "table": table}
         write_json(self.out / "runs.json", result)
         return result
