@@ -233,7 +233,7 @@ def gradalign_round_table(model, tokenizer, chunk: Pool, target: Pool | None, cf
 
 def gradalign_rounds(cfg, pool: Pool, target: Pool | None, callbacks: Sequence[TrainerCallback] = ()):
     """GradAlign: ``cfg.update_times`` rounds of score chunk -> keep ``chunk_size // q`` -> ``update_step`` GRPO
-    steps. Returns ``(model, tokenizer, last trainer, selections)``."""
+    steps. Returns ``(model, tokenizer, total steps, selections, log history of every round)``."""
     from selectgym.finetune.train import build_trainer
     from selectgym.proxies.lora import attach_lora
     from selectgym.proxies.models import load_model
@@ -256,7 +256,8 @@ def gradalign_rounds(cfg, pool: Pool, target: Pool | None, callbacks: Sequence[T
     order = np.random.default_rng(cfg.seed).permutation(len(pool))
     round_cfg = _replace(cfg, max_steps=cfg.update_step)
     selections: list[dict[str, Any]] = []
-    trainer, step = None, 0
+    log_history: list[dict[str, Any]] = []
+    step = 0
     for r in range(cfg.update_times):
         chunk = pool.subset([pool.ids[i] for i in order[r * chunk_size:(r + 1) * chunk_size]])
         train_table, val_table = gradalign_round_table(model, tokenizer, chunk, target, cfg, reward,
@@ -269,7 +270,10 @@ def gradalign_rounds(cfg, pool: Pool, target: Pool | None, callbacks: Sequence[T
         trainer.train()
         model = trainer.model
         step += trainer.state.global_step
-    return model, tokenizer, trainer, selections
+        selections[-1]["trained_steps"] = trainer.state.global_step
+        log_history.extend({**entry, "round": r, "step": entry.get("step", 0) + selections[-1]["step"]}
+                           for entry in trainer.state.log_history)
+    return model, tokenizer, step, selections, log_history
 
 
 def _replace(cfg, **changes):

@@ -45,7 +45,7 @@ class FinetuneResult:
     metrics: dict[str, Any] = field(default_factory=dict)
     log_history: list[dict[str, Any]] = field(default_factory=list)
     selections: list[dict[str, Any]] = field(default_factory=list)
-    trainer: Any = None
+    trainer: Any = None  # the TRL trainer (None after GradAlign's rounds, which use one per round)
 
 
 class NanGuard(TrainerCallback):
@@ -171,7 +171,8 @@ def train(cfg: FinetuneConfig, data: Pool | str | os.PathLike, eval_pool: Pool |
     target = as_pool(eval_pool) if eval_pool is not None else None
     start = time.perf_counter()
     if cfg.method == "grpo" and cfg.reselect == "gradalign":
-        model, tokenizer, trainer, selections = reselect.gradalign_rounds(cfg, pool, target, callbacks)
+        model, tokenizer, steps, selections, history = reselect.gradalign_rounds(cfg, pool, target, callbacks)
+        trainer = None
     else:
         model, tokenizer = load_model(cfg.model)
         trainer = build_trainer(cfg, pool, model, tokenizer, callbacks)
@@ -181,19 +182,18 @@ def train(cfg: FinetuneConfig, data: Pool | str | os.PathLike, eval_pool: Pool |
             callback = reselect.install(trainer, pool, scorer, tokenizer, cfg)
             selections = callback.history
         trainer.train()
-        model = trainer.model
+        model, steps, history = trainer.model, trainer.state.global_step, list(trainer.state.log_history)
     seconds = time.perf_counter() - start
     adapter_dir = save_adapter(model, tokenizer, cfg)
-    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
-    metrics: dict[str, Any] = {"method": cfg.method, "steps": trainer.state.global_step, "train_seconds": seconds,
+    losses = [h["loss"] for h in history if "loss" in h]
+    metrics: dict[str, Any] = {"method": cfg.method, "steps": steps, "train_seconds": seconds,
                                "final_loss": losses[-1] if losses else None, "n_train": len(pool)}
     if target is not None:
         metrics.update(evaluate(model, tokenizer, target, max_new_tokens=cfg.max_completion_length))
     write_json(Path(cfg.output_dir) / "metrics.json", {**metrics, "selections": selections})
-    log.info("%s on %d examples: %d steps in %.1f s; adapter in %s", cfg.method, len(pool),
-             trainer.state.global_step, seconds, adapter_dir)
-    return FinetuneResult(model, tokenizer, adapter_dir, seconds, metrics, list(trainer.state.log_history),
-                          selections, trainer)
+    log.info("%s on %d examples: %d steps in %.1f s; adapter in %s", cfg.method, len(pool), steps, seconds,
+             adapter_dir)
+    return FinetuneResult(model, tokenizer, adapter_dir, seconds, metrics, history, selections, trainer)
 
 
 def merge_and_export(adapter_dir: str | os.PathLike, out_dir: str | os.PathLike) -> Path:
