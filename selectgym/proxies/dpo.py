@@ -1,4 +1,4 @@
-"""DPO implicit reward gaps (arXiv 2508.04149): how much more the policy prefers the chosen reply than the reference does.
+"""DPO implicit reward gaps (arXiv 2508.04149): how much more the policy prefers the chosen reply than the reference.
 
 ``r(x, y) = beta * [log pi(y|x) - log pi_ref(y|x)]`` over the response tokens only, and
 ``gap = r(x, chosen) - r(x, rejected)``. Padding is excluded from every sum (the upstream code adds padding

@@ -52,7 +52,7 @@ class VerifierReward(Reward):
     def _score(self, examples, completions):
         from selectgym.data.verify import score
 
-        return [score(ex, c) for ex, c in zip(examples, completions)]
+        return [score(ex, c) for ex, c in zip(examples, completions, strict=True)]
 
 
 class RewardModelReward(Reward):
@@ -86,7 +86,7 @@ class RewardModelReward(Reward):
         return self.tokenizer.apply_chat_template(messages, tokenize=False, chat_template=template)
 
     def _score(self, examples, completions):
-        texts = [self._text(ex, c) for ex, c in zip(examples, completions)]
+        texts = [self._text(ex, c) for ex, c in zip(examples, completions, strict=True)]
         device = next(self.model.parameters()).device
         out: list[float] = []
         with torch.no_grad():
@@ -139,7 +139,7 @@ class LLMJudgeReward(Reward):
 
     def _score(self, examples, completions):
         out = []
-        for ex, completion in zip(examples, completions):
+        for ex, completion in zip(examples, completions, strict=True):
             replies = self.client.complete(self._messages(ex, completion), temperature=0.0, max_tokens=8)
             value = self.parse(replies[0]) if replies else None
             if value is None:

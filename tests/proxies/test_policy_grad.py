@@ -64,7 +64,7 @@ def tiny_lora(tokenizer):
 @pytest.fixture(scope="module")
 def rollout_grads(tiny_lora, tokenizer, examples):
     """Loop gradients of every completion, summed over tokens and token-mean: each ``(3, 3, D)``."""
-    items = [render(tokenizer, ex.prompt, c, 256) for ex, row in zip(examples, COMPLETIONS) for c in row]
+    items = [render(tokenizer, ex.prompt, c, 256) for ex, row in zip(examples, COMPLETIONS, strict=True) for c in row]
     g_sum = loop_per_example_grads(tiny_lora, collate(items, tokenizer.pad_token_id), reduction="sum").numpy()
     tokens = np.array([sum(it.response_mask[1:]) for it in items], dtype=np.float32)
     return g_sum.reshape(3, 3, -1), (g_sum / tokens[:, None]).reshape(3, 3, -1)
