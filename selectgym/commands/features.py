@@ -62,8 +62,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"features of {rows} in {store.path}")
     print(f"train arrays: {arrays}")
     if computed:
-        print(f"computed {computed} examples in {seconds:.1f} s ({computed / seconds:.2f} examples/s); "
-              f"{run_stats.get('reused', 0)} came from finished shards")
+        print(f"computed {computed} examples in {seconds:.1f} s with loading and warm-up "
+              f"({computed / seconds:.2f} examples/s); {run_stats.get('reused', 0)} came from finished shards")
     else:
         print("already complete: nothing to compute")
     return 0

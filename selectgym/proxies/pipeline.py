@@ -170,7 +170,7 @@ def load_proxy(cfg: FeatureConfig):
 
 
 def proxy_state(model, optimizer) -> dict[str, np.ndarray]:
-    """LoRA weights and Adam moments by parameter name (what ``proxy.safetensors`` holds)."""
+    """LoRA weights, Adam moments and step by parameter name (what ``proxy.safetensors`` holds)."""
     state = {}
     for name, p in lora_parameters(model):
         state[f"lora/{name}"] = p.detach().float().cpu().numpy()
@@ -178,10 +178,12 @@ def proxy_state(model, optimizer) -> dict[str, np.ndarray]:
         for key in ("exp_avg", "exp_avg_sq"):
             if key in moments:
                 state[f"{key}/{name}"] = moments[key].detach().float().cpu().numpy()
+        if "step" in moments:
+            state[f"step/{name}"] = np.array(float(moments["step"]), dtype=np.float32)
     return state
 
 
-def restore_proxy(model, state: dict[str, np.ndarray], lr: float, step: int) -> torch.optim.AdamW:
+def restore_proxy(model, state: dict[str, np.ndarray], lr: float) -> torch.optim.AdamW:
     """Load saved LoRA weights into ``model``; return an AdamW holding the saved moments."""
     params = lora_parameters(model)
     missing = [n for n, _ in params if f"lora/{n}" not in state]
@@ -194,7 +196,7 @@ def restore_proxy(model, state: dict[str, np.ndarray], lr: float, step: int) -> 
             p.copy_(torch.from_numpy(state[f"lora/{name}"]).to(p.device, p.dtype))
             if f"exp_avg/{name}" in state:
                 optimizer.state[p] = {
-                    "step": torch.tensor(float(step)),
+                    "step": torch.tensor(float(state[f"step/{name}"])),
                     "exp_avg": torch.from_numpy(state[f"exp_avg/{name}"]).to(p.device, p.dtype),
                     "exp_avg_sq": torch.from_numpy(state[f"exp_avg_sq/{name}"]).to(p.device, p.dtype),
                 }
@@ -525,7 +527,7 @@ def _proxy(cfg: FeatureConfig, pool: Pool, store: FeatureStore, rank: int, world
                                    "proxy_file": store.proxy_path.name,
                                    "proxy_sha256": _file_hash(store.proxy_path)})
     _barrier(world_size)
-    optimizer = restore_proxy(model, store.load_proxy(), cfg.warmup_lr, cfg.warmup_steps)
+    optimizer = restore_proxy(model, store.load_proxy(), cfg.warmup_lr)
     model.eval()
     if rank == 0 and cfg.rollout_backend == "vllm" and cfg.needs_rollouts:
         _save_adapter(model, store.path / ADAPTER_DIR)

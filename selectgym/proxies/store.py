@@ -220,7 +220,9 @@ class FeatureStore:
         from safetensors.numpy import save_file
 
         with atomic_path(self.proxy_path) as tmp:
-            save_file({k: np.ascontiguousarray(v) for k, v in tensors.items()}, str(tmp), metadata=metadata)
+            # ascontiguousarray would turn a 0-d array (an optimizer step) into shape (1,)
+            save_file({k: np.ascontiguousarray(v).reshape(np.shape(v)) for k, v in tensors.items()}, str(tmp),
+                      metadata=metadata)
         return self.proxy_path
 
     def load_proxy(self) -> dict[str, np.ndarray] | None:

@@ -131,9 +131,11 @@ def test_resume_after_crash_keeps_finished_shards(tmp_path):
 def test_proxy_state_round_trip(tmp_path):
     store = FeatureStore.create(tmp_path, {"k": 1}, META)
     assert store.load_proxy() is None
-    state = {"lora.a": np.arange(6, dtype=np.float32).reshape(2, 3)}
+    state = {"lora.a": np.arange(6, dtype=np.float32).reshape(2, 3), "step": np.array(3.0, dtype=np.float32)}
     store.save_proxy(state)
-    np.testing.assert_array_equal(FeatureStore.open(store.path).load_proxy()["lora.a"], state["lora.a"])
+    loaded = FeatureStore.open(store.path).load_proxy()
+    np.testing.assert_array_equal(loaded["lora.a"], state["lora.a"])
+    assert loaded["step"].shape == () and float(loaded["step"]) == 3.0
 
 
 def test_not_a_store(tmp_path):
