@@ -18,6 +18,7 @@ LR schedule, as in the paper's code, which relaunches training from the merged m
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -245,16 +246,17 @@ def gradalign_rounds(cfg, pool: Pool, target: Pool | None, callbacks: Sequence[T
     prompts_per_step = cfg.batch_size * cfg.grad_accum // cfg.num_generations
     selector = GradAlignSelector(mode=cfg.gradalign_mode, chunk_size=chunk_size, q=cfg.q, batch_size=prompts_per_step,
                                  iters_per_select=cfg.update_step)
-    if chunk_size // cfg.q < 1 or cfg.update_times * chunk_size > len(pool):
-        raise SelectgymError(f"{cfg.update_times} rounds of chunk_size={chunk_size} need {cfg.update_times * chunk_size}"
-                             f" problems but the pool has {len(pool)}; lower update_times, budget or q")
+    if cfg.update_times * chunk_size > len(pool):
+        raise SelectgymError(f"{cfg.update_times} rounds of chunk_size={chunk_size} need "
+                             f"{cfg.update_times * chunk_size} problems but the pool has {len(pool)}; lower "
+                             "update_times, budget or q")
     model, tokenizer = load_model(cfg.model)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)
         model = attach_lora(model, cfg.lora_spec())
     reward = VerifierReward() if cfg.reward == "verifier" else RewardModelReward(cfg.reward)
     order = np.random.default_rng(cfg.seed).permutation(len(pool))
-    round_cfg = _replace(cfg, max_steps=cfg.update_step)
+    round_cfg = dataclasses.replace(cfg, max_steps=cfg.update_step)
     selections: list[dict[str, Any]] = []
     log_history: list[dict[str, Any]] = []
     step = 0
@@ -274,10 +276,3 @@ def gradalign_rounds(cfg, pool: Pool, target: Pool | None, callbacks: Sequence[T
         log_history.extend({**entry, "round": r, "step": entry.get("step", 0) + selections[-1]["step"]}
                            for entry in trainer.state.log_history)
     return model, tokenizer, step, selections, log_history
-
-
-def _replace(cfg, **changes):
-    """A copy of a config with some fields changed (its checks run again)."""
-    from dataclasses import replace
-
-    return replace(cfg, **changes)

@@ -68,6 +68,14 @@ class NanGuard(TrainerCallback):
                                      f"checkpoints saved so far are kept in {self.output_dir}")
 
 
+class LogMetrics(TrainerCallback):
+    """Send the Trainer's logged metrics to ``logging`` (library code does not print)."""
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        shown = {k: round(v, 4) if isinstance(v, float) else v for k, v in (logs or {}).items()}
+        log.info("step %d: %s", state.global_step, shown)
+
+
 class VerifierReward:
     """GRPO reward: each completion scored by its own problem's verifier (reasoning-gym or exact match).
 
@@ -97,7 +105,8 @@ def training_args(cfg: FinetuneConfig, cls, **extra: Any):
     """TRL's ``*Config`` for this run: device, precision, logging and saving from ``cfg``."""
     return cls(output_dir=cfg.output_dir, learning_rate=cfg.lr, num_train_epochs=cfg.epochs, max_steps=cfg.max_steps,
                per_device_train_batch_size=cfg.batch_size, gradient_accumulation_steps=cfg.grad_accum,
-               lr_scheduler_type=cfg.lr_scheduler, warmup_steps=float(cfg.warmup_ratio), seed=cfg.seed, data_seed=cfg.seed,
+               lr_scheduler_type=cfg.lr_scheduler, warmup_steps=float(cfg.warmup_ratio), seed=cfg.seed,
+               data_seed=cfg.seed,
                logging_steps=cfg.logging_steps, logging_nan_inf_filter=False,
                save_strategy="steps" if cfg.save_steps else "no", save_steps=cfg.save_steps or 500,
                report_to=[] if cfg.report_to == "none" else [cfg.report_to], use_cpu=not cfg.uses_cuda,
@@ -118,24 +127,33 @@ def build_trainer(cfg: FinetuneConfig, pool: Pool, model, tokenizer, callbacks: 
     """
     peft_config = cfg.lora_spec().to_peft() if peft else None
     dataset = DATASETS[cfg.method](pool)
-    cbs = [NanGuard(cfg.output_dir), *callbacks]
+    cbs = [NanGuard(cfg.output_dir), LogMetrics(), *callbacks]
     common = {"model": model, "train_dataset": dataset, "processing_class": tokenizer, "peft_config": peft_config,
               "callbacks": cbs}
     if cfg.method == "sft":
         from trl import SFTConfig, SFTTrainer
 
-        return SFTTrainer(args=training_args(cfg, SFTConfig, max_length=cfg.max_length), **common)
+        return _quiet(SFTTrainer(args=training_args(cfg, SFTConfig, max_length=cfg.max_length), **common))
     if cfg.method == "dpo":
         from trl import DPOConfig, DPOTrainer
 
-        return DPOTrainer(args=training_args(cfg, DPOConfig, beta=cfg.beta, max_length=cfg.max_length), **common)
+        args = training_args(cfg, DPOConfig, beta=cfg.beta, max_length=cfg.max_length)
+        return _quiet(DPOTrainer(args=args, **common))
     from trl import GRPOConfig, GRPOTrainer
 
     extra: dict[str, Any] = {"vllm_mode": "colocate"} if cfg.use_vllm else {}
     args = training_args(cfg, GRPOConfig, num_generations=cfg.num_generations, beta=cfg.kl_coef,
                          max_completion_length=cfg.max_completion_length, temperature=cfg.temperature,
                          use_vllm=cfg.use_vllm, **extra)
-    return GRPOTrainer(reward_funcs=[grpo_reward(cfg, pool)], args=args, **common)
+    return _quiet(GRPOTrainer(reward_funcs=[grpo_reward(cfg, pool)], args=args, **common))
+
+
+def _quiet(trainer):
+    """Without a progress bar the Trainer prints every log line; ``LogMetrics`` logs them instead."""
+    from transformers.trainer_callback import PrinterCallback
+
+    trainer.remove_callback(PrinterCallback)
+    return trainer
 
 
 def save_adapter(model, tokenizer, cfg: FinetuneConfig) -> Path:
