@@ -309,7 +309,8 @@ class _Proxy:
         if "embedding" in want:
             from selectgym.proxies.embeddings import embed_examples
 
-            arrays["embedding"] = embed_examples(examples, batch_size=cfg.embedding_batch_size)
+            arrays["embedding"] = embed_examples(examples, batch_size=cfg.embedding_batch_size,
+                                                 device=str(_device(cfg)))
         if "dpo_gap" in want:
             from selectgym.proxies.dpo import dpo_reward_gaps
 
