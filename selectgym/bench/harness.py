@@ -156,8 +156,7 @@ class Bench:
         if not path.exists():
             start = time.perf_counter()
             cfg = AgentConfig(algo=self.cfg.agent_algo, timesteps=self.cfg.agent_timesteps, seed=seed, budget=budget,
-                              progress_bar=False, eval_freq=0, train_grad="grad_adam" if train.has("grad_adam")
-                              else "grad")
+                              progress_bar=False, eval_freq=0)
             train_agent(cfg, train, val, out=path)
             self.costs[f"agent-{budget}-{seed}"] = time.perf_counter() - start
         return path

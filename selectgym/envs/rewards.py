@@ -69,12 +69,19 @@ class NoReward(Reward):
 
 
 class LinearReward(Reward):
-    """First-order validation-loss drop of one SGD step on the batch, minus a redundancy penalty."""
+    """First-order validation-loss drop of one SGD step on the batch, minus a redundancy penalty.
+
+    With ``normalise`` (the default) every training gradient and the validation target are scaled to unit
+    length first, so the reward measures direction, as LESS's cosine does. The raw inner product
+    (``normalise=False``) is dominated by gradient norm: garbled or wrong responses have the largest losses
+    and gradients, and an agent trained on it learns to pick exactly those.
+    """
 
     name = "linear"
 
     def __init__(self, table: FeatureTable, val_table: FeatureTable | None, lr: float = 1.0,
-                 redundancy: float = 0.5, train_grad: str = "grad", val_grad: str = "grad") -> None:
+                 redundancy: float = 0.5, train_grad: str = "grad", val_grad: str = "grad",
+                 normalise: bool = True) -> None:
         if val_table is None:
             raise SelectgymError("the linear reward needs validation gradients; give validation features "
                                  "or use reward 'proxy'")
@@ -87,6 +94,12 @@ class LinearReward(Reward):
         if self.grads.shape[1] != self.target.shape[0]:
             raise SelectgymError(f"train {train_grad!r} has dimension {self.grads.shape[1]} but validation "
                                  f"{val_grad!r} has {self.target.shape[0]}; compute both with the same projection")
+        self.normalise = bool(normalise)
+        if self.normalise:
+            norms = np.linalg.norm(self.grads, axis=1, keepdims=True)
+            self.grads = self.grads / np.where(norms > 0, norms, 1.0)
+            t_norm = float(np.linalg.norm(self.target))
+            self.target = self.target / t_norm if t_norm > 0 else self.target
         self.target_norm = float(np.linalg.norm(self.target))
         self.alignment = self.grads @ self.target  # <g_i, g_V>: the batch term is their mean
         self.reset()
@@ -109,7 +122,7 @@ class LinearReward(Reward):
         return reward
 
     def describe(self) -> dict[str, Any]:
-        return {"name": self.name, "lr": self.lr, "redundancy": self.redundancy,
+        return {"name": self.name, "lr": self.lr, "redundancy": self.redundancy, "normalise": self.normalise,
                 "train_grad": self.train_grad, "val_grad": self.val_grad}
 
 

@@ -16,7 +16,18 @@ from selectgym.proxies.table import FeatureTable
 def linear():
     train = FeatureTable(["a", "b", "c", "d"], {"grad": np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0], [-1.0, 0.0]])})
     val = FeatureTable(["v1", "v2"], {"grad": np.array([[2.0, 0.0], [0.0, 2.0]])})  # mean g_V = (1, 1)
-    return LinearReward(train, val, lr=0.1, redundancy=0.5)
+    return LinearReward(train, val, lr=0.1, redundancy=0.5, normalise=False)
+
+
+def test_normalised_linear_reward_measures_direction_not_norm():
+    # a: long gradient along x; b: short gradient along the target (1, 1)/sqrt(2)
+    train = FeatureTable(["a", "b"], {"grad": np.array([[10.0, 0.0], [0.1, 0.1]])})
+    val = FeatureTable(["v"], {"grad": np.array([[3.0, 3.0]])})
+    raw = LinearReward(train, val, lr=1.0, redundancy=0.0, normalise=False)
+    unit = LinearReward(train, val, lr=1.0, redundancy=0.0)
+    assert raw.step(np.array([0])) == pytest.approx(30.0) and raw.step(np.array([1])) == pytest.approx(0.6)
+    # unit vectors: cos(a, target) = 1/sqrt(2), cos(b, target) = 1
+    assert unit.step(np.array([0])) == pytest.approx(1 / np.sqrt(2)) and unit.step(np.array([1])) == pytest.approx(1.0)
 
 
 def test_linear_reward_by_hand(linear):
