@@ -342,7 +342,9 @@ class _Proxy:
                 temperature=cfg.temperature, max_new_tokens=cfg.max_new_tokens, projector=self.projector,
                 batch_size=cfg.batch_size, max_length=cfg.max_length, seed=derive_seed(cfg.seed, "nice"))
             arrays["pg_grad"] = np.asarray(pg, dtype=np.float32)
-            log.info("NICE validation gradients: %s", info)
+            log.info("NICE validation gradients: mean reward %.3f over %d prompts x %d samples, %d fell back to "
+                     "the reference answer", float(np.mean(info["rewards"])), len(examples), cfg.k,
+                     int(np.sum(info["fallback"])))
         if "grpo" in want:
             grads, _, pass_rate = self.grpo(examples, derive_seed(cfg.seed, "grpo-val"))
             arrays["grpo_grad"], arrays["pass_rate"] = grads, pass_rate
