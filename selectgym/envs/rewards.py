@@ -10,8 +10,10 @@ of the batch, ``g_V`` the mean validation gradient and ``g_T`` the mean gradient
       = lr * <g_B, g_V> - redundancy * lr * |g_B| * |g_V| * max(0, cos(g_B, g_T))
 
 The first term is the first-order drop of the validation loss after one SGD step of size ``lr`` on the
-batch. The penalty has the same units and is zero for the first batch and for batches orthogonal to (or
-opposed to) what is already taken, so a batch that repeats the selection earns less.
+batch. By default (``normalise``) every g_i and g_V are first scaled to unit length, so the reward
+measures direction rather than gradient norm (defective examples have the largest gradients). The penalty
+has the same units and is zero for the first batch and for batches orthogonal to (or opposed to) what is
+already taken, so a batch that repeats the selection earns less.
 
 ``proxy`` really trains the proxy's LoRA on the batch for ``steps`` optimizer steps and returns the drop in
 the (subsampled, seeded) validation loss; adapter and optimizer return to their initial state every episode.

@@ -38,8 +38,8 @@ def test_sidecar_describes_the_policy(ppo_policy):
     assert side["observation"]["features"] == ["alignment", "pass_rate", "dpo_gap", "loss", "length"]
     assert side["feature_config"] == {"proj_dim": 16, "seed": 0}
     assert side["features_schema"]["grad"] == [16]
-    assert side["reward"] == {"name": "linear", "lr": 1.0, "redundancy": 0.5, "train_grad": "grad",
-                              "val_grad": "grad"}
+    assert side["reward"] == {"name": "linear", "lr": 1.0, "redundancy": 0.5, "normalise": True,
+                              "train_grad": "grad", "val_grad": "grad"}
 
 
 def test_masked_actions_skip_closed_clusters(ppo_policy, tables):
