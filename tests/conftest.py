@@ -43,4 +43,21 @@ def tiny_lora(tokenizer):
     return model
 
 
+@pytest.fixture(scope="session")
+def reward_model_dir(tmp_path_factory, tokenizer):
+    """A random one-logit sequence classifier on disk: rewards that differ between completions."""
+    from transformers import LlamaConfig, LlamaForSequenceClassification
+
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                         num_attention_heads=2, num_key_value_heads=1, num_labels=1,
+                         pad_token_id=tokenizer.pad_token_id)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = LlamaForSequenceClassification(config)
+    out = tmp_path_factory.mktemp("reward-model")
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return out
+
+
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")

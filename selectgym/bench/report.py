@@ -71,8 +71,9 @@ def markdown_table(rows: list[dict[str, Any]], metric: str = "accuracy") -> str:
         budget = "100%" if r["method"] == FULL else f"{r['budget']:.0%}"
         lines.append(
             f"| {r['method']} | {budget} | {_fmt(r['mean'])} +- {_fmt(r['std'])} "
-            f"| {_fmt(r['vs_random'], 3)} ({_fmt(r['p_random'], 2)}) | {_fmt(r['vs_full'], 3)} ({_fmt(r['p_full'], 2)}) "
-            f"| {_fmt(r['useful_share'], 2)} | {_fmt(r['val_loss'])} | {_fmt(r['select_s'], 1)} | {_fmt(r['train_s'], 1)} |")
+            f"| {_fmt(r['vs_random'], 3)} ({_fmt(r['p_random'], 2)}) "
+            f"| {_fmt(r['vs_full'], 3)} ({_fmt(r['p_full'], 2)}) | {_fmt(r['useful_share'], 2)} "
+            f"| {_fmt(r['val_loss'])} | {_fmt(r['select_s'], 1)} | {_fmt(r['train_s'], 1)} |")
     return "\n".join(lines) + "\n"
 
 
@@ -96,7 +97,7 @@ def plot(rows: list[dict[str, Any]], out_dir: str | Path, metric: str = "accurac
     else:
         for m in methods:
             pts = sorted((r["budget"], r["mean"], r["std"]) for r in rows if r["method"] == m)
-            xs, ys, es = zip(*pts)
+            xs, ys, es = zip(*pts, strict=True)
             ax.errorbar([100 * x for x in xs], ys, yerr=es, marker="o", capsize=3, label=m)
         ax.set_xlabel("budget (% of pool)")
     for r in rows:

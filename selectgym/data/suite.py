@@ -51,7 +51,8 @@ class SuiteConfig:
 
     def __post_init__(self) -> None:
         if self.size < 1 or self.validation_size < 1:
-            raise SelectgymError(f"suite size and validation_size must be >= 1 (got {self.size}, {self.validation_size})")
+            raise SelectgymError(f"suite size and validation_size must be >= 1 "
+                                 f"(got {self.size}, {self.validation_size})")
         for name, value in (("target_share", self.target_share), ("defect_rate", self.defect_rate)):
             if not 0.0 <= value <= 1.0:
                 raise SelectgymError(f"{name} must lie in [0, 1], got {value}")
@@ -105,7 +106,7 @@ def _split_counts(total: int, weights: dict[str, Any]) -> dict[str, int]:
     base = [total // len(names)] * len(names)
     for i in range(total - sum(base)):
         base[i] += 1
-    return dict(zip(names, base))
+    return dict(zip(names, base, strict=True))
 
 
 def build_suite(cfg: SuiteConfig) -> dict[str, list[dict[str, Any]]]:
@@ -152,7 +153,8 @@ def build_suite(cfg: SuiteConfig) -> dict[str, list[dict[str, Any]]]:
             response = answer[: len(answer) // 2]
             chosen = response
         elif defect == "garbled":
-            response = "".join(rng.choice(string.ascii_letters + string.digits + "#@!") for _ in range(max(3, len(answer))))
+            alphabet = string.ascii_letters + string.digits + "#@!"
+            response = "".join(rng.choice(alphabet) for _ in range(max(3, len(answer))))
             chosen = response
         clean = defect is None
         meta = {"task": item["task"], "on_target": item["on_target"], "clean": clean,

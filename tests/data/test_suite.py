@@ -44,7 +44,7 @@ def test_three_pools_share_ids_and_preference_is_correct(suite_dir):
     verif = load_pool(suite_dir / "verifiable.jsonl")
     assert sft.ids == pref.ids == verif.ids
     assert pref.format == "preference" and verif.format == "verifiable"
-    for s, p, v in zip(sft, pref, verif):
+    for s, p, v in zip(sft, pref, verif, strict=True):
         if s.meta["clean"]:
             assert p.chosen == s.response and p.rejected != s.response
             assert score(v, s.response) == 1.0

@@ -34,22 +34,6 @@ def test_reward_needs_one_completion_per_example(validation):
         VerifierReward()(validation, ["1"])
 
 
-@pytest.fixture(scope="module")
-def reward_model_dir(tmp_path_factory, tokenizer):
-    from transformers import LlamaConfig, LlamaForSequenceClassification
-
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
-                         num_attention_heads=2, num_key_value_heads=1, num_labels=1,
-                         pad_token_id=tokenizer.pad_token_id)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        model = LlamaForSequenceClassification(config)
-    out = tmp_path_factory.mktemp("reward_model")
-    model.save_pretrained(out)
-    tokenizer.save_pretrained(out)
-    return out
-
-
 def test_reward_model_scores_the_templated_chat_and_ignores_padding(reward_model_dir, validation, tokenizer):
     completions = ["42", "a much longer completion that needs padding in a batch with the others " * 3, "7"]
     batched = RewardModelReward(reward_model_dir, batch_size=3)(validation, completions)
