@@ -10,7 +10,8 @@ on the same examples of the built-in suite and in one run:
 (c) floor: one plain batched forward+backward of the summed losses (same batches, same loss code), no
     per-example work.
 
-Each method runs ``--repeats`` (SmolLM2: ``--repeats-smollm2``) times in alternating order and the fastest run counts (other jobs share the CPU).
+Each method runs ``--repeats`` (SmolLM2: ``--repeats-smollm2``) times in alternating order and the fastest run
+counts (other jobs share the CPU).
 Quality: max |cos(P g_i, P g_j) - cos(g_i, g_j)| over pairs, against the exact (unprojected) gradients; the
 exact batched gradients are also compared with the loop's. Writes ``--out``.json and .md.
 """
