@@ -212,7 +212,7 @@ class Bench:
                             continue
                     metrics = self.finetune(ids, seed, full=method == FULL)
                     run = {"method": method, "budget": budget, "seed": seed, "n_selected": len(ids),
-                           "select_seconds": sel_s, **metrics}
+                           "select_seconds": sel_s, **metrics, "ids": ids}
                     log.info("%s budget=%s seed=%d: accuracy %.3f, val loss %.3f", method, budget, seed,
                              run["accuracy"], run["val_loss"])
                     runs.append(run)
