@@ -8,6 +8,7 @@ the first load copies the weights into a config-built model and caches that as s
 from __future__ import annotations
 
 import importlib.util
+import json
 import logging
 import os
 import shutil
@@ -18,7 +19,7 @@ from pathlib import Path
 import torch
 
 from selectgym.errors import SelectgymError
-from selectgym.utils import cache_dir
+from selectgym.utils import cache_dir, write_json
 
 log = logging.getLogger(__name__)
 
@@ -75,10 +76,20 @@ def smollm2_tokenizer_dir() -> Path:
     return final
 
 
+def _drop_quantization(config_path: Path) -> None:
+    """Remove the GGUF ``quantization_config`` a conversion inherits: the weights are plain fp32, and
+    transformers' Trainer refuses to train a model whose config says GGUF."""
+    config = json.loads(config_path.read_text())
+    if "quantization_config" in config:
+        del config["quantization_config"]
+        write_json(config_path, config)
+
+
 def smollm2_dir() -> Path:
     """A cached safetensors copy of SmolLM2-135M-Instruct, converted from the packaged GGUF once."""
     final = cache_dir() / "models" / "smollm2-135m-instruct"
     if (final / "config.json").exists() and (final / "model.safetensors").exists():
+        _drop_quantization(final / "config.json")  # caches written before this check carried it
         return final
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -90,6 +101,7 @@ def smollm2_dir() -> Path:
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".smollm2-", dir=final.parent))
     model.save_pretrained(tmp)
+    _drop_quantization(tmp / "config.json")
     AutoTokenizer.from_pretrained(smollm2_tokenizer_dir()).save_pretrained(tmp)
     _publish(tmp, final)
     return final

@@ -54,6 +54,9 @@ def test_smollm2_from_package_generates_and_takes_lora():
     out = model.generate(**enc, max_new_tokens=12, do_sample=False)
     text = tok.decode(out[0, enc["input_ids"].shape[1]:], skip_special_tokens=True)
     assert "Paris" in text
+    # the cached copy holds plain weights: no GGUF quantization left for the Trainer to refuse
+    assert not getattr(model, "is_quantized", False) and getattr(model, "hf_quantizer", None) is None
+    assert "quantization_config" not in model.config.to_dict()
     peft_model = attach_lora(model, LoraSpec(r=4))
     trainable = sum(p.numel() for p in peft_model.parameters() if p.requires_grad)
     total = sum(p.numel() for p in peft_model.parameters())
