@@ -57,7 +57,8 @@ class BenchConfig:
     agent_timesteps: int = field(default=20_000, metadata={"help": "env steps to train the learned policy"})
     agent_algo: str = field(default="maskable_ppo", metadata={"help": "ppo, maskable_ppo, dqn or a2c"})
     ft_epochs: float = field(default=3.0, metadata={"help": "fine-tuning epochs over each selection"})
-    ft_max_steps: int = field(default=-1, metadata={"help": "cap on fine-tuning steps (-1: epochs decide)"})
+    ft_max_steps: int = field(default=-1, metadata={
+        "help": "fine-tuning steps per selection (-1: epochs decide); full data always trains full_epochs"})
     ft_lr: float = field(default=1e-3, metadata={"help": "fine-tuning learning rate"})
     ft_batch_size: int = field(default=8, metadata={"help": "fine-tuning batch size"})
     full_epochs: float = field(default=1.0, metadata={"help": "epochs for the full-data baseline"})
@@ -177,7 +178,7 @@ class Bench:
         val = load_pool(self._suite / "validation.jsonl")
         cfg = FinetuneConfig(method="sft", model=self.cfg.target, seed=seed, lr=self.cfg.ft_lr,
                              epochs=self.cfg.full_epochs if full else self.cfg.ft_epochs,
-                             max_steps=self.cfg.ft_max_steps, batch_size=self.cfg.ft_batch_size,
+                             max_steps=-1 if full else self.cfg.ft_max_steps, batch_size=self.cfg.ft_batch_size,
                              output_dir=str(self.out / "runs" / f"ft-{len(ids)}-{seed}-{time.monotonic_ns()}"))
         start = time.perf_counter()
         result = train(cfg, pool.subset(ids))
