@@ -22,7 +22,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_config_flag(parser)
     parser.add_argument("--out", default="selectgym-demo", help="output folder")
     parser.add_argument("--seed", type=int, default=0, help="suite seed")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1], help="selection/training seeds")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0],
+                        help="selection/training seeds (several give mean +- std and paired tests)")
     parser.add_argument("--size", type=int, default=300, help="examples in the built-in pool")
     parser.add_argument("--budget", type=float, default=0.05, help="share of the pool to select")
     parser.add_argument("--methods", nargs="+", default=DEMO_METHODS, help="methods to compare")
