@@ -78,7 +78,8 @@ def markdown_table(rows: list[dict[str, Any]], metric: str = "accuracy") -> str:
 
 
 def plot(rows: list[dict[str, Any]], out_dir: str | Path, metric: str = "accuracy") -> list[Path]:
-    """Two PNGs: the metric against the budget per method, and selection vs training cost per method."""
+    """Two PNGs: the metric and the share of clean on-target picks per method (against the budget when there
+    are several), and selection vs training cost per method."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -88,24 +89,29 @@ def plot(rows: list[dict[str, Any]], out_dir: str | Path, metric: str = "accurac
     out.mkdir(parents=True, exist_ok=True)
     methods = sorted({r["method"] for r in rows if r["method"] != FULL})
     budgets = sorted({r["budget"] for r in rows if r["method"] != FULL})
-    fig, ax = plt.subplots(figsize=(6.5, 4))
-    if len(budgets) == 1:  # one budget: bars read better than one-point lines
-        pts = [next(r for r in rows if r["method"] == m) for m in methods]
-        ax.bar(methods, [r["mean"] for r in pts], yerr=[r["std"] for r in pts], capsize=4, color="tab:blue")
-        ax.set_xlabel(f"method (budget {budgets[0]:.0%} of the pool)")
-        plt.setp(ax.get_xticklabels(), rotation=30, ha="right")
-    else:
-        for m in methods:
-            pts = sorted((r["budget"], r["mean"], r["std"]) for r in rows if r["method"] == m)
-            xs, ys, es = zip(*pts, strict=True)
-            ax.errorbar([100 * x for x in xs], ys, yerr=es, marker="o", capsize=3, label=m)
-        ax.set_xlabel("budget (% of pool)")
-    for r in rows:
-        if r["method"] == FULL:
-            ax.axhline(r["mean"], color="black", linestyle="--", label="full data")
-    ax.set_ylabel(metric)
-    ax.set_title(f"{metric} by selection budget (mean +- std over seeds)")
-    ax.legend(fontsize=8)
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    panels = ((metric, "mean", "std", f"{metric} (mean +- std over seeds)"),
+              ("clean & on-target share of the picks", "useful_share", None, "what each method picked"))
+    for ax, (label, key, err, title) in zip(axes, panels, strict=True):
+        if len(budgets) == 1:  # one budget: bars read better than one-point lines
+            pts = [next(r for r in rows if r["method"] == m) for m in methods]
+            ax.bar(methods, [r[key] for r in pts], yerr=[r[err] for r in pts] if err else None, capsize=4,
+                   color="tab:blue")
+            ax.set_xlabel(f"method (budget {budgets[0]:.0%} of the pool)")
+            plt.setp(ax.get_xticklabels(), rotation=30, ha="right")
+        else:
+            for m in methods:
+                pts = sorted((r["budget"], r[key], r[err] if err else 0.0) for r in rows if r["method"] == m)
+                xs, ys, es = zip(*pts, strict=True)
+                ax.errorbar([100 * x for x in xs], ys, yerr=es, marker="o", capsize=3, label=m)
+            ax.set_xlabel("budget (% of pool)")
+        for r in rows:
+            if r["method"] == FULL:
+                ax.axhline(r[key], color="black", linestyle="--", label="full data / whole pool")
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8)
+        ax.set_ylabel(label)
+        ax.set_title(title)
     fig.tight_layout()
     p1 = out / f"{metric}_vs_budget.png"
     fig.savefig(p1, dpi=120)
