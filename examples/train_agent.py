@@ -12,10 +12,9 @@ import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
-from selectgym.proxies.pipeline import FeatureConfig, compute_features, load_features
-
 from selectgym.agents import AgentConfig, train_agent
 from selectgym.data.suite import SuiteConfig, make_suite
+from selectgym.proxies.pipeline import FeatureConfig, compute_features, load_features
 
 
 @dataclass
