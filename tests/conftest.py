@@ -29,9 +29,9 @@ def tokenizer():
     return load_tokenizer("tiny")
 
 
-@pytest.fixture()
-def tiny_lora(tokenizer):
-    """A fresh tiny Llama with LoRA on all linear layers (B initialised non-zero so gradients reach A)."""
+def build_tiny_lora(tokenizer):
+    """A tiny Llama with LoRA on all linear layers, every LoRA weight drawn non-zero (seeded) so gradients
+    reach both A and B."""
     from selectgym.proxies.lora import attach_lora, lora_parameters
     from selectgym.proxies.models import TinyConfig, tiny_model
 
@@ -41,6 +41,12 @@ def tiny_lora(tokenizer):
         for _, p in lora_parameters(model):
             p.copy_(torch.randn(p.shape, generator=gen) * 0.05)
     return model
+
+
+@pytest.fixture()
+def tiny_lora(tokenizer):
+    """A fresh ``build_tiny_lora`` model for each test."""
+    return build_tiny_lora(tokenizer)
 
 
 @pytest.fixture(scope="session")

@@ -12,8 +12,6 @@ import json
 import logging
 import math
 import os
-import shutil
-import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -26,7 +24,7 @@ from selectgym.data import Pool
 from selectgym.errors import SelectgymError
 from selectgym.finetune.config import FinetuneConfig
 from selectgym.finetune.trl_data import DATASETS, as_pool
-from selectgym.utils import write_json
+from selectgym.utils import atomic_dir, write_json
 
 log = logging.getLogger(__name__)
 
@@ -159,17 +157,10 @@ def _quiet(trainer):
 def save_adapter(model, tokenizer, cfg: FinetuneConfig) -> Path:
     """Save the adapter, tokenizer and a sidecar naming the base model; published by one rename."""
     final = Path(cfg.output_dir) / ADAPTER
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{ADAPTER}-", dir=final.parent))
-    try:
+    with atomic_dir(final) as tmp:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         write_json(tmp / SIDECAR, {"base_model": cfg.model, "config": cfg.to_dict()})
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return final
 
 
@@ -232,14 +223,7 @@ def merge_and_export(adapter_dir: str | os.PathLike, out_dir: str | os.PathLike)
     base, tokenizer = load_model(base_name)
     merged = PeftModel.from_pretrained(base, str(adapter_dir)).merge_and_unload()
     out = Path(out_dir)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
-    try:
+    with atomic_dir(out) as tmp:
         merged.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return out

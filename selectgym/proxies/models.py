@@ -10,16 +10,13 @@ from __future__ import annotations
 import importlib.util
 import json
 import logging
-import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from selectgym.errors import SelectgymError
-from selectgym.utils import cache_dir, write_json
+from selectgym.utils import atomic_dir, cache_dir, write_json
 
 log = logging.getLogger(__name__)
 
@@ -52,14 +49,6 @@ def _smollm2_dir() -> Path:
     return folder
 
 
-def _publish(tmp: Path, final: Path) -> None:
-    """Move a finished cache folder into place; a concurrent writer that won is fine."""
-    try:
-        os.replace(tmp, final)
-    except OSError:
-        shutil.rmtree(tmp, ignore_errors=True)
-
-
 def smollm2_tokenizer_dir() -> Path:
     """A cached plain copy of SmolLM2's tokenizer (reading it from the GGUF costs seconds)."""
     final = cache_dir() / "tokenizers" / "smollm2"
@@ -69,10 +58,8 @@ def smollm2_tokenizer_dir() -> Path:
 
     log.info("extracting SmolLM2's tokenizer from the packaged GGUF (once)")
     tok = AutoTokenizer.from_pretrained(_smollm2_dir(), gguf_file=SMOLLM2_GGUF)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".smollm2-tok-", dir=final.parent))
-    tok.save_pretrained(tmp)
-    _publish(tmp, final)
+    with atomic_dir(final, replace=False) as tmp:
+        tok.save_pretrained(tmp)
     return final
 
 
@@ -98,12 +85,10 @@ def smollm2_dir() -> Path:
     gguf_model = AutoModelForCausalLM.from_pretrained(src, gguf_file=SMOLLM2_GGUF, dtype=torch.float32)
     model = AutoModelForCausalLM.from_config(gguf_model.config)
     model.load_state_dict(gguf_model.state_dict())
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".smollm2-", dir=final.parent))
-    model.save_pretrained(tmp)
-    _drop_quantization(tmp / "config.json")
-    AutoTokenizer.from_pretrained(smollm2_tokenizer_dir()).save_pretrained(tmp)
-    _publish(tmp, final)
+    with atomic_dir(final, replace=False) as tmp:
+        model.save_pretrained(tmp)
+        _drop_quantization(tmp / "config.json")
+        AutoTokenizer.from_pretrained(smollm2_tokenizer_dir()).save_pretrained(tmp)
     return final
 
 

@@ -11,8 +11,6 @@ from selectgym.data.render import collate, render
 from selectgym.errors import SelectgymError
 from selectgym.proxies import policy_grad
 from selectgym.proxies.gradients import loop_per_example_grads, sft_grads
-from selectgym.proxies.lora import attach_lora, lora_parameters
-from selectgym.proxies.models import TinyConfig, tiny_model
 from selectgym.proxies.policy_grad import (
     grpo_advantages,
     grpo_candidate_grads,
@@ -22,6 +20,7 @@ from selectgym.proxies.policy_grad import (
 from selectgym.proxies.projection import make_projector
 from selectgym.proxies.rewards import Reward, VerifierReward
 from selectgym.proxies.rollouts import Generator, TransformersGenerator
+from tests.conftest import build_tiny_lora
 
 COMPLETIONS = [["121", "12", "I think 5"],  # rewards 1, 0.5, 0
                ["nope", "zero", "no"],  # rewards 0, 0, 0: falls back to the reference answer
@@ -53,12 +52,7 @@ def examples(suite_dir):
 @pytest.fixture(scope="module")
 def tiny_lora(tokenizer):
     """The conftest's tiny LoRA model, built once for this module (the tests never change its weights)."""
-    model = attach_lora(tiny_model(tokenizer, TinyConfig(seed=0)))
-    gen = torch.Generator().manual_seed(1)
-    with torch.no_grad():
-        for _, p in lora_parameters(model):
-            p.copy_(torch.randn(p.shape, generator=gen) * 0.05)
-    return model
+    return build_tiny_lora(tokenizer)
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,37 @@
+import pytest
+
+from selectgym.utils import atomic_dir, atomic_path, stable_hash
+
+
+def test_atomic_dir_publishes_only_on_success(tmp_path):
+    target = tmp_path / "model"
+    with pytest.raises(RuntimeError), atomic_dir(target) as tmp:
+        (tmp / "half.bin").write_text("x")
+        raise RuntimeError("killed mid-write")
+    assert not target.exists() and list(tmp_path.iterdir()) == []
+    with atomic_dir(target) as tmp:
+        (tmp / "a.txt").write_text("1")
+    assert (target / "a.txt").read_text() == "1"
+
+
+def test_atomic_dir_replace_or_keep_the_first_writer(tmp_path):
+    target = tmp_path / "cache"
+    with atomic_dir(target) as tmp:
+        (tmp / "v").write_text("first")
+    with atomic_dir(target, replace=False) as tmp:
+        (tmp / "v").write_text("second")
+    assert (target / "v").read_text() == "first"
+    with atomic_dir(target) as tmp:
+        (tmp / "v").write_text("third")
+    assert (target / "v").read_text() == "third"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cache"]
+
+
+def test_atomic_path_and_stable_hash(tmp_path):
+    out = tmp_path / "f.json"
+    with pytest.raises(ValueError), atomic_path(out) as tmp:
+        tmp.write_text("partial")
+        raise ValueError
+    assert not out.exists()
+    assert stable_hash({"b": 1, "a": [1, 2]}) == stable_hash({"a": [1, 2], "b": 1})
+    assert stable_hash({"a": 1}) != stable_hash({"a": 2})
