@@ -91,15 +91,15 @@ class LinearReward(Reward):
             raise SelectgymError(f"linear reward needs lr > 0 and redundancy >= 0 (got {lr}, {redundancy})")
         self.lr, self.redundancy = float(lr), float(redundancy)
         self.train_grad, self.val_grad = train_grad, val_grad
-        self.grads = np.asarray(table.get(train_grad), dtype=np.float64)
+        self.normalise = bool(normalise)
+        # Every vector-env copy holds the same table: prepare its (N, d) gradients once, not once per copy.
+        self.grads = table.derived(("linear_reward_grads", train_grad, self.normalise),
+                                   lambda: _prepared_grads(table.get(train_grad), self.normalise))
         self.target = np.asarray(val_table.get(val_grad), dtype=np.float64).mean(axis=0)
         if self.grads.shape[1] != self.target.shape[0]:
             raise SelectgymError(f"train {train_grad!r} has dimension {self.grads.shape[1]} but validation "
                                  f"{val_grad!r} has {self.target.shape[0]}; compute both with the same projection")
-        self.normalise = bool(normalise)
         if self.normalise:
-            norms = np.linalg.norm(self.grads, axis=1, keepdims=True)
-            self.grads = self.grads / np.where(norms > 0, norms, 1.0)
             t_norm = float(np.linalg.norm(self.target))
             self.target = self.target / t_norm if t_norm > 0 else self.target
         self.target_norm = float(np.linalg.norm(self.target))
@@ -111,7 +111,7 @@ class LinearReward(Reward):
         self.taken_count = 0
 
     def step(self, rows: np.ndarray) -> float:
-        reward = self.lr * float(self.alignment[rows].mean())
+        reward = self.lr * float(self.alignment[rows].sum()) / len(rows)  # sum/len: np.mean's overhead shows here
         batch_sum = self.grads[rows].sum(axis=0)
         if self.taken_count and self.redundancy:
             g_b = batch_sum / len(rows)
@@ -126,6 +126,15 @@ class LinearReward(Reward):
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "lr": self.lr, "redundancy": self.redundancy, "normalise": self.normalise,
                 "train_grad": self.train_grad, "val_grad": self.val_grad}
+
+
+def _prepared_grads(grads: np.ndarray, normalise: bool) -> np.ndarray:
+    """Training gradients as float64, scaled to unit length with ``normalise`` (zero rows stay zero)."""
+    grads = np.asarray(grads, dtype=np.float64)
+    if normalise:
+        norms = np.linalg.norm(grads, axis=1, keepdims=True)
+        grads = grads / np.where(norms > 0, norms, 1.0)
+    return grads
 
 
 class ProxyReward(Reward):

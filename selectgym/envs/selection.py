@@ -77,6 +77,7 @@ class SelectionEnv(gym.Env):
         self._order = np.lexsort((-self.scores, slot_of_row))
         ranked = np.stack([slot_of_row[self._order], self.scores[self._order]])
         self._has_ties = bool((np.diff(ranked, axis=1) == 0).all(axis=0).any())
+        self.members = []
 
     def _batch_size(self, slot: int) -> int:
         raise NotImplementedError
@@ -100,10 +101,11 @@ class SelectionEnv(gym.Env):
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         super().reset(seed=seed)
-        order = self._order
         if self._has_ties:  # only equal scores in one cluster leave something to chance
             order = np.lexsort((self.np_random.permutation(self.n_examples), -self.scores, self.slot_of_row))
-        self.members = np.split(order, np.cumsum(self.sizes)[:-1])
+            self.members = np.split(order, np.cumsum(self.sizes)[:-1])
+        elif not self.members:  # a fixed order: split once (episodes are a few steps, so resets are hot)
+            self.members = np.split(self._order, np.cumsum(self.sizes)[:-1])
         self.ptr = np.zeros(self.n_clusters, dtype=np.int64)
         self.taken, self.n_taken = [], 0
         self.reward.reset()

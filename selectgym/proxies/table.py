@@ -22,7 +22,7 @@ Several checkpoints (LESS) use ``name@ckpt`` keys, with ``meta["checkpoints"] = 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -58,6 +58,14 @@ class FeatureTable:
             raise SelectgymError(f"features have no {name!r} (they have: {have}); recompute them with "
                                  f"`selectgym features` and a config that enables {name!r}")
         return self.arrays[name]
+
+    def derived(self, key: tuple, build: Callable[[], Any]) -> Any:
+        """``build()``, computed once per table and shared by everything holding it: eight vector-env copies
+        of a reward keep one prepared (N, d) array, not eight. Arrays are never replaced after construction."""
+        cache = self.__dict__.setdefault("_derived", {})
+        if key not in cache:
+            cache[key] = build()
+        return cache[key]
 
     def subset(self, rows: Sequence[int] | np.ndarray) -> FeatureTable:
         """The table restricted to these row positions, in that order."""

@@ -147,6 +147,34 @@ def test_feature_observation_matches_hand_summaries(tables):
     np.testing.assert_array_equal(extras[1:], 1.0)
 
 
+@pytest.mark.parametrize("order_by", ["alignment", "none"])
+def test_running_summaries_match_a_direct_recomputation(tables, order_by):
+    """The O(features) suffix-sum summaries against mean/std recomputed over what is left, step by step,
+    through clusters emptied to the last row, and across resets that reshuffle tied rows ("none")."""
+    env = make(FEATURE_SELECT, tables, budget=240, order_by=order_by).unwrapped
+    rng = np.random.default_rng(0)
+    k, s = env.n_clusters, len(CLUSTER_STATS)
+    means = [CLUSTER_STATS.index(f"{name}_mean") for name in FEATURES]
+    stds = [CLUSTER_STATS.index(f"{name}_std") for name in FEATURES]
+    orders = set()
+    for episode in range(2):
+        obs, _ = env.reset(seed=episode)
+        orders.add(tuple(env.members[0].tolist()))
+        done = False
+        while not done:
+            open_slots = np.flatnonzero(env.action_masks())
+            obs, _, done, _, _ = env.step(int(open_slots[rng.integers(len(open_slots))]))
+            stats = obs[:k * s].reshape(k, s)
+            for slot in range(k):
+                rest = env.members[slot][env.ptr[slot]:]
+                if len(rest):
+                    np.testing.assert_allclose(stats[slot, means], env.x[rest].mean(axis=0), rtol=1e-5, atol=1e-6)
+                    np.testing.assert_allclose(stats[slot, stds], env.x[rest].std(axis=0), rtol=1e-5, atol=1e-6)
+                else:
+                    np.testing.assert_array_equal(stats[slot, means + stds], 0.0)
+    assert len(orders) == (2 if order_by == "none" else 1)
+
+
 def test_observation_shape_does_not_depend_on_pool_size():
     small, small_val = synthetic_tables(per_group=12, seed=1)
     big, big_val = synthetic_tables(per_group=50, seed=2)

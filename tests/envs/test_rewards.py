@@ -47,6 +47,23 @@ def test_linear_reward_partial_overlap_and_reset(linear):
     assert linear.step(np.array([2])) == pytest.approx(0.2)
 
 
+def test_vector_env_copies_share_one_prepared_gradient_array():
+    """Eight env copies over one table hold one (N, d) array, not eight; a new table gets its own."""
+    from selectgym.agents import AgentConfig
+    from selectgym.agents.train import make_vec_env
+    from tests.envs.synthetic import synthetic_tables
+
+    train, val = synthetic_tables()
+    cfg = AgentConfig(timesteps=64, budget=40, n_clusters=8, batch_size=5, progress_bar=False, eval_freq=0)
+    venv = make_vec_env(cfg, train, val, reward="linear", reward_kwargs={}, n_envs=8, training=True)
+    grads = [env.unwrapped.reward.grads for env in venv.unwrapped.envs]
+    assert all(g is grads[0] for g in grads)
+    np.testing.assert_allclose(np.linalg.norm(grads[0], axis=1), 1.0)
+    other = LinearReward(train.subset(range(len(train))), val)
+    assert other.grads is not grads[0]
+    np.testing.assert_array_equal(other.grads, grads[0])
+
+
 def test_make_reward_checks_names_and_settings(linear):
     train = FeatureTable(["a"], {"grad": np.ones((1, 2))})
     val = FeatureTable(["v"], {"grad": np.ones((1, 3))})
