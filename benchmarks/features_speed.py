@@ -19,7 +19,6 @@ exact batched gradients are also compared with the loop's. Writes ``--out``.json
 from __future__ import annotations
 
 import argparse
-import os
 import platform
 import shlex
 import sys
@@ -29,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from machine_load import load_average, load_note
 
 from selectgym.data import load_pool
 from selectgym.data.render import collate, render_example
@@ -148,9 +148,8 @@ def write_markdown(path: Path, report: dict) -> None:
     lines = [
         "# Per-example gradient features: speed", "",
         f"Command: `{report['command']}`", "",
-        f"{report['environment']}. Load average before/after: {report['loadavg_before']} / "
-        f"{report['loadavg_after']}: other jobs shared the 2 CPU cores, so absolute figures vary run to run; "
-        "each figure is the fastest of the model's alternating runs (tiny: "
+        f"{report['environment']}. {load_note(report['loadavg_before'], report['loadavg_after'])} "
+        "Each figure is the fastest of the model's alternating runs (tiny: "
         f"{report['repeats']}, SmolLM2: {report['repeats_smollm2']}).", "",
         "(a) LESS/DataFlex: batch-1 backward per example + dense Rademacher projection of groups of 16; "
         "(b) ours: batched closed-form per-example gradients (`sft_grads`) + SJLT; "
@@ -196,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
         "command": "cd /work/main && .venv/bin/python " + shlex.join(["benchmarks/features_speed.py", *sys.argv[1:]]),
         "environment": f"Python {platform.python_version()}, torch {torch.__version__} "
                        f"({torch.get_num_threads()} threads), {platform.machine()}",
-        "loadavg_before": [round(x, 2) for x in os.getloadavg()],
+        "loadavg_before": load_average(),
         "dim": args.dim, "repeats": args.repeats,
         "repeats_smollm2": args.repeats_smollm2, "targets": TARGETS, "models": [],
     }
@@ -205,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
         n = args.n_smollm2 if name == "smollm2" else args.n
         print(f"{name}: N={n}", flush=True)
         report["models"].append(bench_model(name, n, args))
-        report["loadavg_after"] = [round(x, 2) for x in os.getloadavg()]
+        report["loadavg_after"] = load_average()
         write_json(out.with_suffix(".json"), report)  # after each model, so a cut-short run keeps what it has
         write_markdown(out.with_suffix(".md"), report)
     print(out.with_suffix(".md").read_text())

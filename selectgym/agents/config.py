@@ -39,7 +39,9 @@ class AgentConfig:
     env_id: str = field(default=FEATURE_SELECT, metadata={"help": f"{FEATURE_SELECT} (transfers to new pools) or "
                                                                   f"{CLUSTER_SELECT} (the paper's mask MDP)"})
     timesteps: int = field(default=20_000, metadata={"help": "env steps to train for (all envs together)"})
-    n_envs: int = field(default=8, metadata={"help": "environments stepped together (DummyVecEnv)"})
+    n_envs: int = field(default=8, metadata={"help": "environments stepped together (DummyVecEnv); more copies with "
+                                                     "a proportionally shorter n_steps keep the rollout and run "
+                                                     "faster (benchmarks/results/env_speed.md)"})
     seed: int = field(default=0, metadata={"help": "seed of the agent, the envs and the evaluation"})
     budget: float = field(default=0.05, metadata={"help": "examples per episode: a share in (0, 1) or a count"})
     n_clusters: int = field(default=16, metadata={"help": "K-means clusters = actions"})
