@@ -76,17 +76,19 @@ class FeatureSelectEnv(SelectionEnv):
                                             (self.n_clusters * len(CLUSTER_STATS) + len(EXTRAS),), np.float32)
         self._stats = np.zeros((self.n_clusters, len(CLUSTER_STATS)), dtype=np.float32)
         self._initial_stats: np.ndarray | None = None
-        self._suffix: list[tuple[np.ndarray, np.ndarray, np.ndarray]] | None = None
+        self._suffix: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        self._suffix_of: list[np.ndarray] | None = None  # the ``members`` the suffix sums were built from
 
     def _batch_size(self, slot: int) -> int:
         return self.batch_size
 
     def _on_reset(self) -> None:
+        # The suffix sums follow the within-cluster order: rebuilt whenever reset drew a new one (only ties do).
+        if self._suffix_of is not self.members:
+            self._suffix = [suffix_moments(self.x[rows]) for rows in self.members]
+            self._suffix_of = self.members
         # A full cluster's summaries do not depend on the within-cluster order (ties hold equal scores), so the
         # first episode's rows serve every later one; episodes are short and resets would dominate otherwise.
-        # The suffix sums follow the within-cluster order, which only ties can change between resets.
-        if self._suffix is None or self._has_ties:
-            self._suffix = [suffix_moments(self.x[rows]) for rows in self.members]
         if self._initial_stats is None:
             for slot in range(self.n_clusters):
                 self._on_take(slot)
