@@ -64,7 +64,6 @@ class SelectionEnv(gym.Env):
         self.set_slots(labels)
         self.reward = make_reward(reward, table, val_table, **(reward_kwargs or {}))
         self.action_space = spaces.Discrete(self.n_clusters)
-        self.members: list[np.ndarray] = []
         self.ptr = np.zeros(self.n_clusters, dtype=np.int64)
         self.taken: list[np.ndarray] = []
         self.n_taken = 0
@@ -77,7 +76,7 @@ class SelectionEnv(gym.Env):
         self._order = np.lexsort((-self.scores, slot_of_row))
         ranked = np.stack([slot_of_row[self._order], self.scores[self._order]])
         self._has_ties = bool((np.diff(ranked, axis=1) == 0).all(axis=0).any())
-        self.members = []
+        self.members: list[np.ndarray] = []  # rows of each slot in taking order; split again by the next reset
 
     def _batch_size(self, slot: int) -> int:
         raise NotImplementedError
