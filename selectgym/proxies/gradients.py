@@ -99,6 +99,7 @@ def sequence_losses(model, batch: dict[str, torch.Tensor], reduction: str = "mea
         raise SelectgymError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
     device = _model_device(model)
     ids, attn, resp = (batch[k].to(device) for k in ("input_ids", "attention_mask", "response_mask"))
+    resp = resp * attn  # the same mask as ``sequence_logps``: a response mask over padding cannot leak
     kwargs = {"input_ids": ids, "attention_mask": attn, "use_cache": False}
     positions = None
     if _keeps_logits_subset(model) and ids.shape[1] > 1:
@@ -204,7 +205,8 @@ def loop_per_example_grads(model, batch: dict[str, torch.Tensor], *, reduction: 
             n = int(batch["attention_mask"][b].sum())
             one = {k: batch[k][b:b + 1, :n].to(device) for k in ("input_ids", "attention_mask", "response_mask")}
             logits = model(input_ids=one["input_ids"], attention_mask=one["attention_mask"], use_cache=False).logits
-            loss = _sequence_losses(logits[:, :-1], None, one["input_ids"], one["response_mask"], reduction)[0]
+            resp = one["response_mask"] * one["attention_mask"]
+            loss = _sequence_losses(logits[:, :-1], None, one["input_ids"], resp, reduction)[0]
             grads = torch.autograd.grad(loss * weights[b].to(device), params, allow_unused=True)
             flat = torch.cat([(torch.zeros_like(p) if g is None else g).flatten().float()
                               for g, p in zip(grads, params, strict=True)])
@@ -229,9 +231,20 @@ def adam_state(model, optimizer) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.cat(avg), torch.cat(avg_sq)
 
 
+#: where Adam's eps sits: ``inside`` the root as LESS's and NICE's released code (``m' / sqrt(v' + eps)``), or
+#: ``outside`` as ``torch.optim.Adam`` (``m' / (sqrt(v') + eps)``); the two differ where ``sqrt(v') < sqrt(eps)``.
+ADAM_EPS_FORMS = ("inside", "outside")
+
+
 def adam_normalise(grads: torch.Tensor, exp_avg: torch.Tensor, exp_avg_sq: torch.Tensor, beta1: float = 0.9,
-                   beta2: float = 0.999, eps: float = 1e-8) -> torch.Tensor:
-    """The update direction Adam would take after one more step on each row's gradient (LESS/NICE)."""
+                   beta2: float = 0.999, eps: float = 1e-8, eps_form: str = "inside") -> torch.Tensor:
+    """The update direction Adam would take after one more step on each row's gradient (LESS/NICE).
+
+    ``m' = b1 m + (1 - b1) g``, ``v' = b2 v + (1 - b2) g^2``, no bias correction; ``eps_form="inside"`` (the
+    default) returns ``m' / sqrt(v' + eps)`` exactly as LESS's ``collect_grad_reps.py``.
+    """
+    if eps_form not in ADAM_EPS_FORMS:
+        raise SelectgymError(f"adam_eps must be one of {', '.join(ADAM_EPS_FORMS)}, got {eps_form!r}")
     if grads.shape[-1] != exp_avg.shape[-1] or exp_avg.shape != exp_avg_sq.shape:
         raise SelectgymError(f"gradient width {grads.shape[-1]} does not match the optimizer state "
                              f"{tuple(exp_avg.shape)}/{tuple(exp_avg_sq.shape)}; was it taken from this model?")
@@ -240,6 +253,8 @@ def adam_normalise(grads: torch.Tensor, exp_avg: torch.Tensor, exp_avg_sq: torch
     exp_avg_sq = exp_avg_sq.to(grads.device, torch.float32)
     m = beta1 * exp_avg + (1 - beta1) * grads
     v = beta2 * exp_avg_sq + (1 - beta2) * grads.square()
+    if eps_form == "inside":
+        return m / (v + eps).sqrt()
     return m / (v.sqrt() + eps)
 
 
@@ -250,10 +265,12 @@ def length_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
 
 
 def sft_grads(model, tokenizer, examples, *, projector=None, batch_size: int = 8, max_length: int = 256,
-              field: str = "target", gradient_type: str = "sgd", optimizer_state=None, return_losses: bool = False):
+              field: str = "target", gradient_type: str = "sgd", optimizer_state=None, return_losses: bool = False,
+              adam_eps: str = "inside"):
     """Projected per-example SFT gradients ``(N, d)`` float32, rows in the order of ``examples``.
 
-    ``gradient_type="adam"`` applies ``adam_normalise`` with ``optimizer_state = adam_state(model, opt)``.
+    ``gradient_type="adam"`` applies ``adam_normalise`` (eps placed as ``adam_eps`` says) with
+    ``optimizer_state = adam_state(model, opt)``.
     With ``return_losses`` also returns each example's token-mean response loss ``(N,)``.
     """
     from selectgym.data.render import collate, render_example
@@ -274,7 +291,7 @@ def sft_grads(model, tokenizer, examples, *, projector=None, batch_size: int = 8
         batch = collate([rendered[i] for i in rows], pad_id)
         grads, loss = per_example_grads(model, batch, reduction="mean", return_losses=True)
         if gradient_type == "adam":
-            grads = adam_normalise(grads, *optimizer_state)
+            grads = adam_normalise(grads, *optimizer_state, eps_form=adam_eps)
         if projector is not None:
             grads = projector.project(grads)
         out[rows] = grads.float().cpu().numpy()

@@ -25,6 +25,7 @@ import torch
 
 from selectgym.data.pool import Example, Pool
 from selectgym.errors import SelectgymError
+from selectgym.proxies.gradients import ADAM_EPS_FORMS
 from selectgym.proxies.lora import ALL_LINEAR, LoraSpec, lora_parameters
 from selectgym.proxies.store import FeatureStore
 from selectgym.proxies.table import FeatureTable
@@ -62,6 +63,9 @@ class FeatureConfig:
     warmup_lr: float = field(default=2e-4, metadata={"help": "warm-up learning rate"})
     gradient_type: str = field(default="adam", metadata={
         "help": "training gradient of the default feature list: adam (LESS/NICE, adds grad_adam) or sgd"})
+    adam_eps: str = field(default="inside", metadata={
+        "help": "grad_adam's eps: inside the root, m/sqrt(v+eps), as LESS's and NICE's code (default), or outside, "
+                "m/(sqrt(v)+eps), as torch's Adam"})
     projection: str = field(default="sjlt", metadata={"help": f"random projection: {', '.join(PROJECTIONS)}"})
     dim: int = field(default=8192, metadata={"help": "projected gradient dimension (ignored with projection none)"})
     seed: int = field(default=0, metadata={"help": "seed of the proxy, warm-up, projection and rollouts"})
@@ -101,6 +105,7 @@ class FeatureConfig:
             raise SelectgymError(f"features is empty; name at least one of {', '.join(FEATURES)}")
         _choice("gradient_type", self.gradient_type, GRADIENT_TYPES)
         _choice("projection", self.projection, PROJECTIONS)
+        _choice("adam_eps", self.adam_eps, ADAM_EPS_FORMS)
         _choice("baseline", self.baseline, BASELINES)
         _choice("policy", self.policy, PG_POLICIES)
         _choice("dpo_reduction", self.dpo_reduction, ("sum", "mean"))
@@ -254,7 +259,8 @@ class _Proxy:
             out["grad"][rows] = self.projector.project(full).cpu().numpy()
             out["loss"][rows] = losses.float().cpu().numpy()
             if adam:
-                out["grad_adam"][rows] = self.projector.project(adam_normalise(full, *self.moments)).cpu().numpy()
+                adam_dir = adam_normalise(full, *self.moments, eps_form=cfg.adam_eps)
+                out["grad_adam"][rows] = self.projector.project(adam_dir).cpu().numpy()
         return out
 
     def generator(self):

@@ -53,6 +53,21 @@ def test_batched_matches_loop(tiny_lora, batch, reduction):
     torch.testing.assert_close(fast_loss, ref_loss, rtol=1e-5, atol=1e-6)
 
 
+def test_response_mask_over_padding_does_not_leak(tiny_lora, batch):
+    """A response mask that also marks padding counts only real tokens, as ``sequence_logps`` does."""
+    leaky = dict(batch)
+    leaky["response_mask"] = batch["response_mask"].clone()
+    leaky["response_mask"][:4][batch["attention_mask"][:4] == 0] = 1  # padding marked as response
+    assert not torch.equal(leaky["response_mask"], batch["response_mask"])
+    clean, clean_loss = per_example_grads(tiny_lora, batch, return_losses=True)
+    fast, fast_loss = per_example_grads(tiny_lora, leaky, return_losses=True)
+    ref, ref_loss = loop_per_example_grads(tiny_lora, leaky, return_losses=True)
+    torch.testing.assert_close(fast_loss, clean_loss, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(ref_loss, clean_loss, rtol=1e-5, atol=1e-6)
+    for r in range(4):
+        assert rel_err(fast[r], clean[r]) <= 1e-4
+
+
 def test_mean_is_sum_over_response_tokens(tiny_lora, batch):
     mean = per_example_grads(tiny_lora, batch, reduction="mean")
     total = per_example_grads(tiny_lora, batch, reduction="sum")
@@ -126,16 +141,31 @@ def test_adam_normalise_hand_computed():
     g = torch.tensor([[1.0, -2.0, 0.0]])
     m = torch.tensor([0.1, 0.0, -0.5])
     v = torch.tensor([0.01, 0.0, 0.25])
-    # m' = 0.9 m + 0.1 g ; v' = 0.999 v + 0.001 g^2 ; out = m' / (sqrt(v') + 1e-8)
+    # m' = 0.9 m + 0.1 g ; v' = 0.999 v + 0.001 g^2 ; LESS: out = m' / sqrt(v' + 1e-8)
     m1 = [0.09 + 0.1, -0.2, -0.45]
     v1 = [0.00999 + 0.001, 0.004, 0.24975]
-    expected = torch.tensor([[m1[i] / (v1[i] ** 0.5 + 1e-8) for i in range(3)]])
+    expected = torch.tensor([[m1[i] / (v1[i] + 1e-8) ** 0.5 for i in range(3)]])
     torch.testing.assert_close(adam_normalise(g, m, v), expected)
-    # zero moments: the first Adam step is g * 0.1 / (|g| * sqrt(0.001)) = sign(g) * 3.1623
+    outside = torch.tensor([[m1[i] / (v1[i] ** 0.5 + 1e-8) for i in range(3)]])
+    torch.testing.assert_close(adam_normalise(g, m, v, eps_form="outside"), outside)
+    # zero moments: the first Adam step is g * 0.1 / sqrt(0.001 g^2 + 1e-8)
     first = adam_normalise(g, torch.zeros(3), torch.zeros(3))
-    torch.testing.assert_close(first, torch.tensor([[0.1 / 0.001 ** 0.5, -0.1 / 0.001 ** 0.5, 0.0]]))
+    torch.testing.assert_close(first, torch.tensor([[0.1 / (0.001 + 1e-8) ** 0.5, -0.2 / (0.004 + 1e-8) ** 0.5, 0.0]]))
     with pytest.raises(SelectgymError, match="does not match"):
         adam_normalise(g, torch.zeros(4), torch.zeros(4))
+    with pytest.raises(SelectgymError, match="adam_eps"):
+        adam_normalise(g, m, v, eps_form="middle")
+
+
+def test_adam_normalise_forms_differ_where_sqrt_v_is_below_sqrt_eps():
+    # g = 1e-6 on fresh moments: m' = 1e-7, v' = 1e-15, sqrt(v') = 3.16e-8 < sqrt(eps) = 1e-4
+    g = torch.tensor([[1e-6]], dtype=torch.float64)
+    zero = torch.zeros(1, dtype=torch.float64)
+    inside = adam_normalise(g.float(), zero.float(), zero.float())
+    outside = adam_normalise(g.float(), zero.float(), zero.float(), eps_form="outside")
+    assert inside.item() == pytest.approx(1e-7 / (1e-15 + 1e-8) ** 0.5, rel=1e-4)  # ~1e-3
+    assert outside.item() == pytest.approx(1e-7 / (1e-15 ** 0.5 + 1e-8), rel=1e-4)  # ~2.4
+    assert outside.item() > 1000 * inside.item()
 
 
 def _stepped_adam(model, batch):
