@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import errno
 import importlib
 import logging
 import sys
+import traceback
 import typing
 from collections.abc import Sequence
 from typing import Any
@@ -48,7 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, mod in _available().items():
         doc = (mod.__doc__ or "").strip().splitlines()[0] if mod.__doc__ else ""
-        p = sub.add_parser(name, help=doc, description=mod.__doc__,
+        # argparse %-formats help texts: a literal '%' (as in '5%') must be doubled
+        p = sub.add_parser(name, help=doc.replace("%", "%%"), description=mod.__doc__,
                            formatter_class=argparse.ArgumentDefaultsHelpFormatter)
         mod.add_arguments(p)
         p.set_defaults(_run=mod.run)
@@ -125,14 +128,58 @@ def apply_config(parser: argparse.ArgumentParser, args: argparse.Namespace, argv
         raise SelectgymError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from None
     if not isinstance(values, dict):
         raise SelectgymError(f"{path}: a config file must be a mapping of setting: value")
-    known = {a.dest for a in parser._actions}
+    actions = {a.dest: a for a in parser._actions}
     values = {k.replace("-", "_"): v for k, v in values.items()}
-    unknown = sorted(set(values) - known)
+    unknown = sorted(set(values) - set(actions))
     if unknown:
         raise SelectgymError(f"{path}: unknown setting(s) {', '.join(unknown)}; known: "
-                             f"{', '.join(sorted(known - {'help', 'config', '_run'}))}")
-    parser.set_defaults(**values)
+                             f"{', '.join(sorted(set(actions) - {'help', 'config', '_run'}))}")
+    parser.set_defaults(**{k: _yaml_value(actions[k], k, v, path) for k, v in values.items()})
     return parser.parse_args(argv)
+
+
+def _kind(action: argparse.Action) -> str:
+    """What a flag takes, in words, for an error message."""
+    if isinstance(action, (argparse.BooleanOptionalAction, argparse._StoreTrueAction, argparse._StoreFalseAction)):
+        return "true or false"
+    names = {int: "a whole number", float: "a number", str: "a word or path", number: "a share like 0.05 or a count",
+             _mapping: "a mapping like {lr: 1.0}"}
+    one = names.get(action.type, "a word or path" if action.type is None else getattr(action.type, "__name__", "?"))
+    return f"a list of ({one})" if action.nargs in ("+", "*") or isinstance(action, argparse._AppendAction) else one
+
+
+def _yaml_value(action: argparse.Action, key: str, value: Any, path: str) -> Any:
+    """A YAML value checked and converted as its flag would convert it; a wrong type is a one-line error.
+
+    argparse converts string defaults only, so ``batch_size: 8.5`` or ``epochs: [1, 2]`` would otherwise reach
+    the code as they are, and ``dim: big`` would be blamed on ``--dim`` after a usage block.
+    """
+    def bad() -> SelectgymError:
+        return SelectgymError(f"{path}: {key}: expected {_kind(action)}, got {value!r}")
+
+    if value is None:
+        return None
+    flag = isinstance(action, (argparse.BooleanOptionalAction, argparse._StoreTrueAction, argparse._StoreFalseAction))
+    if flag or action.type is _mapping:
+        if not isinstance(value, bool if flag else dict):
+            raise bad()
+        return value
+    many = action.nargs in ("+", "*") or isinstance(action, argparse._AppendAction)
+    if isinstance(value, dict) or isinstance(value, list) and not (many and value):
+        raise bad()
+    out = []
+    for item in value if isinstance(value, list) else [value]:
+        if isinstance(item, (dict, list, bool)):
+            raise bad()
+        if action.type is int and isinstance(item, float) and item.is_integer():
+            item = int(item)
+        try:
+            out.append(str(item) if action.type is None else action.type(str(item)))
+        except (ValueError, TypeError, argparse.ArgumentTypeError):
+            raise bad() from None
+        if action.choices is not None and out[-1] not in action.choices:
+            raise SelectgymError(f"{path}: {key}: {out[-1]!r} is not one of {', '.join(map(str, action.choices))}")
+    return out if many else out[0]
 
 
 def _subparser(parser: argparse.ArgumentParser, argv: Sequence[str]) -> tuple[argparse.ArgumentParser, list[str]]:
@@ -148,28 +195,80 @@ def _subparser(parser: argparse.ArgumentParser, argv: Sequence[str]) -> tuple[ar
         current, rest = subs[0].choices[rest[idx]], rest[idx + 1:]
 
 
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def _os_error(err: OSError) -> str:
+    """What went wrong with a file or folder, and what to do about it."""
+    where = f" {err.filename}" if err.filename else ""
+    reason = err.strerror or type(err).__name__
+    hint = {errno.EACCES: "choose a path you may write to, or change its permissions",
+            errno.EROFS: "the file system is read-only; choose another path",
+            errno.ENOSPC: "the disk is full; free space or choose another path",
+            errno.ENOENT: "check the path",
+            errno.ENOTDIR: "a part of the path is a file, not a folder; check the path",
+            errno.EISDIR: "the path is a folder; give a file name"}.get(err.errno, "check the path")
+    return f"{reason}:{where}; {hint}"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the CLI; returns the exit code (0 ok, 2 for a user error)."""
+    """Run the CLI; returns the exit code (0 ok, 2 for a user error, 1 for an internal error).
+
+    Every error is one line on stderr; ``-v`` adds the traceback (for bug reports).
+    """
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
+    if not args.verbose:
+        quiet_third_party()
     if not getattr(args, "_run", None):
         parser.print_help()
         return 0
     try:
         sub, sub_argv = _subparser(parser, argv)
         if getattr(args, "config", None):
+            verbose = args.verbose
             args = apply_config(sub, sub.parse_args(sub_argv), sub_argv)
-            args.verbose = getattr(args, "verbose", False)
+            args.verbose = verbose
         return int(args._run(args) or 0)
     except SelectgymError as err:
-        print(f"selectgym: error: {err}", file=sys.stderr)
+        _report(args, f"selectgym: error: {_one_line(err)}")
+        return 2
+    except OSError as err:
+        _report(args, f"selectgym: error: {_one_line(_os_error(err))}")
         return 2
     except KeyboardInterrupt:
         print("selectgym: interrupted; finished work is kept on disk", file=sys.stderr)
         return 130
+    except Exception as err:  # a bug: still one line, the traceback behind -v
+        _report(args, f"selectgym: internal error: {type(err).__name__}: {_one_line(err)[:500]} (rerun with -v for "
+                      "the traceback and report it)")
+        return 1
+
+
+def _report(args: argparse.Namespace, line: str) -> None:
+    if getattr(args, "verbose", False):
+        traceback.print_exc()
+    print(line, file=sys.stderr)
+
+
+def quiet_third_party() -> None:
+    """No INFO walls, deprecation warnings or third-party progress bars unless ``-v`` asks for them."""
+    import os
+    import warnings
+
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    warnings.filterwarnings("ignore", category=UserWarning, module=r"(torch|transformers|peft|trl|accelerate)\b.*")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    for name in ("transformers", "datasets", "peft", "trl", "accelerate", "httpx", "urllib3"):
+        logging.getLogger(name).setLevel(logging.ERROR)
 
 
 if __name__ == "__main__":

@@ -43,7 +43,7 @@ def feature_list(value) -> list[str] | None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from selectgym.proxies.pipeline import FeatureConfig, compute_features, dist_env
+    from selectgym.proxies.pipeline import FeatureConfig, compute_features, dist_env, nice_summary
 
     if not args.pool:
         raise SelectgymError("--pool FILE is required: the training pool to compute features for")
@@ -61,6 +61,9 @@ def run(args: argparse.Namespace) -> int:
     arrays = ", ".join(f"{name}{shape}" for name, shape in store.table("train").schema().items())
     print(f"features of {rows} in {store.path}")
     print(f"train arrays: {arrays}")
+    nice = nice_summary(meta.get("nice"))
+    if nice:
+        print(f"NICE: {nice}")
     if computed:
         print(f"computed {computed} examples in {seconds:.1f} s with loading and warm-up "
               f"({computed / seconds:.2f} examples/s); {run_stats.get('reused', 0)} came from finished shards")

@@ -21,6 +21,18 @@ def read_records(path: str | os.PathLike) -> list[tuple[int, dict[str, Any]]]:
     path = Path(path)
     if not path.exists():
         raise SelectgymError(f"{path}: no such file")
+    if path.is_dir():
+        raise SelectgymError(f"{path} is a folder; give a pool file (.jsonl, .json or .parquet)")
+    try:
+        return _read_records(path)
+    except UnicodeDecodeError as err:
+        raise SelectgymError(f"{path}: byte {err.start} is not UTF-8 text; is it a binary file? A pool is a UTF-8 "
+                             f"JSONL or JSON file, or a parquet file") from None
+    except PermissionError:
+        raise SelectgymError(f"{path}: permission denied; make the file readable") from None
+
+
+def _read_records(path: Path) -> list[tuple[int, dict[str, Any]]]:
     suffix = path.suffix.lower()
     if suffix == ".jsonl":
         out = []

@@ -10,6 +10,8 @@ from __future__ import annotations
 import importlib.util
 import json
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -100,10 +102,12 @@ def load_tokenizer(name_or_path: str = TINY_NAME):
         path = smollm2_tokenizer_dir()
         tok = AutoTokenizer.from_pretrained(path)
     elif str(name_or_path).endswith(".gguf"):
-        p = Path(name_or_path)
-        tok = AutoTokenizer.from_pretrained(p.parent, gguf_file=p.name)
+        p = Path(_local(name_or_path))
+        with _loading(p):
+            tok = AutoTokenizer.from_pretrained(p.parent, gguf_file=p.name)
     else:
-        tok = AutoTokenizer.from_pretrained(_local(name_or_path))
+        with _loading(name_or_path):
+            tok = AutoTokenizer.from_pretrained(_local(name_or_path))
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     tok.padding_side = "right"
@@ -111,11 +115,29 @@ def load_tokenizer(name_or_path: str = TINY_NAME):
 
 
 def _local(path: str) -> str:
-    if not Path(path).exists():
-        raise SelectgymError(
-            f"model {path!r} is not a local folder or file; selectgym never downloads. Pass a local HF folder, "
-            f"a .gguf file, {SMOLLM2_NAME!r} or {TINY_NAME!r}")
+    """A local model spec checked before transformers sees it (its errors on a non-model are misleading)."""
+    p = Path(path)
+    choices = f"pass a Hugging Face model folder (with config.json), a .gguf file, {SMOLLM2_NAME!r} or {TINY_NAME!r}"
+    if not p.exists():
+        raise SelectgymError(f"model {path!r} is not a local folder or file; selectgym never downloads. {choices}")
+    if p.is_file() and p.suffix != ".gguf":
+        raise SelectgymError(f"model {path!r} is a file but not a .gguf model; {choices}")
+    if p.is_dir() and not (p / "config.json").exists():
+        raise SelectgymError(f"model folder {path!r} has no config.json, so it is not a Hugging Face model; {choices}")
     return str(path)
+
+
+@contextmanager
+def _loading(path) -> Iterator[None]:
+    """Turn transformers' errors on a broken model folder or file into one line naming it."""
+    try:
+        yield
+    except SelectgymError:
+        raise
+    except (OSError, ValueError, KeyError, TypeError, RuntimeError) as err:
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise SelectgymError(f"cannot load model {str(path)!r}: {first[:300]}; check that it is a complete "
+                             f"causal-LM folder or .gguf file (re-save or re-download it elsewhere)") from None
 
 
 def tiny_model(tokenizer, cfg: TinyConfig | None = None):
@@ -147,8 +169,10 @@ def load_model(name_or_path: str = TINY_NAME, dtype: torch.dtype = torch.float32
         model = AutoModelForCausalLM.from_pretrained(smollm2_dir(), dtype=dtype)
     elif str(name_or_path).endswith(".gguf"):
         p = Path(_local(name_or_path))
-        model = AutoModelForCausalLM.from_pretrained(p.parent, gguf_file=p.name, dtype=dtype)
+        with _loading(p):
+            model = AutoModelForCausalLM.from_pretrained(p.parent, gguf_file=p.name, dtype=dtype)
     else:
-        model = AutoModelForCausalLM.from_pretrained(_local(name_or_path), dtype=dtype)
+        with _loading(name_or_path):
+            model = AutoModelForCausalLM.from_pretrained(_local(name_or_path), dtype=dtype)
     model.config.pad_token_id = tok.pad_token_id
     return model, tok

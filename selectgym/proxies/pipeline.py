@@ -348,15 +348,30 @@ class _Proxy:
                 temperature=cfg.temperature, max_new_tokens=cfg.max_new_tokens, projector=self.projector,
                 batch_size=cfg.batch_size, max_length=cfg.max_length, seed=derive_seed(cfg.seed, "nice"))
             arrays["pg_grad"] = np.asarray(pg, dtype=np.float32)
-            log.info("NICE validation gradients: mean reward %.3f over %d prompts x %d samples, %d fell back to "
-                     "the reference answer", float(np.mean(info["rewards"])), len(examples), cfg.k,
-                     int(np.sum(info["fallback"])))
+            summary = {"prompts": len(examples), "fallback": int(np.sum(info["fallback"])),
+                       "mean_reward": float(np.mean(info["rewards"])), "samples": cfg.k}
+            self.store.update_meta(nice=summary)
+            log.info("NICE validation gradients: %s", nice_summary(summary))
         if "grpo" in want:
             grads, _, pass_rate = self.grpo(examples, derive_seed(cfg.seed, "grpo-val"))
             arrays["grpo_grad"], arrays["pass_rate"] = grads, pass_rate
         for name, values in arrays.items():
             _check_finite(name, values, ids)
         return arrays
+
+
+def nice_summary(summary: dict[str, Any] | None) -> str | None:
+    """'3 of 48 validation prompts fell back to the reference answer (mean reward 0.42, 4 samples each)', with a
+    warning when every prompt fell back: then NICE's validation gradients are LESS's."""
+    if not summary:
+        return None
+    n, fell = int(summary["prompts"]), int(summary["fallback"])
+    text = (f"{fell} of {n} validation prompts fell back to the reference answer (mean reward "
+            f"{float(summary['mean_reward']):.3f}, {summary['samples']} samples each)")
+    if n and fell == n:
+        text += ("; WARNING: every prompt did, so NICE equals LESS here: the proxy earns no reward, use a "
+                 "stronger proxy, more samples (k) or a softer reward")
+    return text
 
 
 def vllm_model_path(model: str) -> Path:

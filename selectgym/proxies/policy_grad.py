@@ -51,6 +51,10 @@ def rollout_rewards(examples: list[Example], generator: Generator, reward: Rewar
     return completions, rewards
 
 
+#: a REINFORCE weight below this share of the rewards' scale is rounding noise, not signal
+WEIGHT_TOL = 1e-9
+
+
 def nice_weights(rewards: np.ndarray, *, baseline: str = "none", policy: str = "vanilla", threshold: float = 0.5,
                  topk: int = 1) -> tuple[np.ndarray, np.ndarray]:
     """Per-rollout REINFORCE coefficients ``(M, K)`` and the fallback mask ``(M,)``.
@@ -78,6 +82,9 @@ def nice_weights(rewards: np.ndarray, *, baseline: str = "none", policy: str = "
         np.put_along_axis(keep, best, True, axis=1)
     base = rewards.mean(1, keepdims=True) if baseline == "mean" else 0.0
     weights = np.where(keep, rewards - base, 0.0) / k
+    # rewards that are equal up to rounding (0.7 - mean(0.7, 0.7, 0.7) is 1e-17, not 0) carry no weight
+    scale = np.maximum(1.0, np.abs(rewards).max(1, keepdims=True)) if k else 1.0
+    weights[np.abs(weights) <= WEIGHT_TOL * scale] = 0.0
     fallback = ~(weights != 0).any(1)
     return weights, fallback
 
