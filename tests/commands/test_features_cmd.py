@@ -118,8 +118,9 @@ def test_killed_run_resumes(pools, clean, tmp_path):
 @pytest.mark.slow
 def test_torchrun_two_processes_share_the_shards(pools, clean, tmp_path):
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m",
-           "selectgym.cli", "-v", "features", "--pool", str(pools / "sft.jsonl"), "--val", str(pools / "validation.jsonl"),
-           "--out", str(tmp_path), "--features", "grad,loss,length", "--no-progress", *FLAGS]
+           "selectgym.cli", "-v", "features", "--pool", str(pools / "sft.jsonl"),
+           "--val", str(pools / "validation.jsonl"), "--out", str(tmp_path), "--features", "grad,loss,length",
+           "--no-progress", *FLAGS]
     run = subprocess.run(cmd, env={**_env(), "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=500)
     assert run.returncode == 0, run.stderr[-3000:]
     assert "rank 0 of 2: computing train shards [0, 2, 4]" in run.stderr
