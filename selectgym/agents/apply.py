@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from selectgym.agents.policy_file import SavedPolicy, load_policy
+from selectgym.agents.policy_file import VAL_FEATURES, SavedPolicy, load_policy
 from selectgym.errors import SelectgymError
 from selectgym.proxies.table import FeatureTable
 from selectgym.selectors.base import Selection
@@ -18,26 +18,41 @@ log = logging.getLogger(__name__)
 
 
 def features_for(policy: SavedPolicy, pool_path: str | Path | None, val_path: str | Path | None,
-                 features_dir: str | Path | None) -> tuple[FeatureTable, FeatureTable | None]:
-    """Load features from ``features_dir``, or compute them for ``pool_path`` with the policy's feature config."""
+                 features_dir: str | Path | None,
+                 pool_check: str | Path | None = None) -> tuple[FeatureTable, FeatureTable | None, dict[str, Any]]:
+    """The features a policy acts on, and where they came from (``path``, ``computed``, ``cached``, ``megabytes``).
+
+    With ``features_dir`` the store there is read as it is (never recomputed or repointed), after checking that
+    ``pool_check`` (a pool file) still has the content it was computed from. Otherwise the features of
+    ``pool_path`` (and ``val_path``) are computed with the feature config recorded beside the policy, into a
+    cache folder under ``$SELECTGYM_CACHE/features`` (reused when the same pool comes again).
+    """
+    from selectgym.proxies.pipeline import FeatureConfig, compute_features, load_features
+    from selectgym.proxies.provenance import check_unchanged
+
     if features_dir is None and pool_path is None:
         raise SelectgymError("give a pool file (and its validation file) or a features folder to apply a policy to")
-    from selectgym.proxies.pipeline import FeatureConfig, compute_features, load_features
-
-    if pool_path is None:
-        train, val, _ = load_features(features_dir)
-        return train, val
+    if features_dir is not None:
+        train, val, store = load_features(features_dir)
+        check_unchanged(store.meta, pool_check)
+        return train, val, {"path": str(store.path), "computed": False, "cached": False}
     config = policy.sidecar.get("feature_config")
     if not config:
         raise SelectgymError(f"policy {policy.path.name} does not record a feature config; compute features with "
                              f"`selectgym features` and pass their folder")
-    if features_dir is None:
-        key = stable_hash({"pool": str(Path(pool_path).resolve()), "val": str(Path(val_path).resolve())
-                           if val_path else None, "config": config})
-        features_dir = cache_dir() / "features" / key
-    compute_features(pool_path, val_path, FeatureConfig(**config), features_dir, progress=False)
-    train, val, _ = load_features(features_dir)
-    return train, val
+    wanted = policy.sidecar["observation"].get("features") or []
+    if val_path is None and any(f in VAL_FEATURES for f in wanted):
+        raise SelectgymError(f"policy {policy.path.name} observes {', '.join(f for f in wanted if f in VAL_FEATURES)} "
+                             f"against a target set: pass --val FILE (the target/validation examples)")
+    key = stable_hash({"pool": str(Path(pool_path).resolve()), "val": str(Path(val_path).resolve())
+                       if val_path else None, "config": config})
+    folder = cache_dir() / "features" / key
+    log.info("computing the policy's features into %s (delete it to free the space)", folder)
+    store = compute_features(pool_path, val_path, FeatureConfig(**config), folder, progress=False)
+    train, val, _ = load_features(folder)
+    size = sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
+    computed = bool(store.last_run and store.last_run.get("computed"))
+    return train, val, {"path": str(folder), "computed": computed, "cached": True, "megabytes": size / 2**20}
 
 
 def rollout(policy: SavedPolicy, table: FeatureTable, val_table: FeatureTable | None, budget: float | int,
@@ -54,7 +69,8 @@ def rollout(policy: SavedPolicy, table: FeatureTable, val_table: FeatureTable | 
 
 def apply_policy(policy_path: str | Path, pool_path: str | Path | None = None, *, budget: float | int, seed: int = 0,
                  val_path: str | Path | None = None, features_dir: str | Path | None = None,
-                 table: FeatureTable | None = None, val_table: FeatureTable | None = None) -> Selection:
+                 table: FeatureTable | None = None, val_table: FeatureTable | None = None,
+                 pool_check: str | Path | None = None) -> Selection:
     """Select ``budget`` examples of a pool with a saved policy; ids come back in selection order.
 
     Features come from ``table``/``val_table`` if given, else from ``features_dir``, else they are computed
@@ -62,10 +78,13 @@ def apply_policy(policy_path: str | Path, pool_path: str | Path | None = None, *
     down from ``k`` (first pick) to 1; ``info`` lists the clusters chosen step by step.
     """
     policy = load_policy(policy_path)
+    source = None
     if table is None:
-        table, val_table = features_for(policy, pool_path, val_path, features_dir)
+        table, val_table, source = features_for(policy, pool_path, val_path, features_dir, pool_check)
     rows, slots = rollout(policy, table, val_table, budget, seed)
     k = len(rows)
     info: dict[str, Any] = {"policy": str(policy.path), "algorithm": policy.sidecar["algorithm"],
                             "env_id": policy.sidecar["env_id"], "clusters": slots, "seed": seed}
+    if source is not None:
+        info["features"] = source
     return Selection([table.ids[i] for i in rows], np.arange(k, 0, -1, dtype=np.float64), "policy", None, info)

@@ -24,6 +24,11 @@ from selectgym.proxies.table import FeatureTable
 from selectgym.utils import atomic_path, write_json
 
 FORMAT = "selectgym-policy/1"
+#: observed features that need the target (validation) table
+VAL_FEATURES = ("alignment",)
+#: feature-config settings that change what the observed numbers mean: a policy is applied only where they agree
+SCHEMA_SETTINGS = ("model", "projection", "dim", "seed", "lora_r", "lora_alpha", "lora_target_modules",
+                   "gradient_type", "adam_eps")
 
 
 def sidecar_path(policy_path: str | Path) -> Path:
@@ -76,15 +81,38 @@ class SavedPolicy:
         wanted = list(self.sidecar["observation"].get("features") or [])
         have = available_features(table, val_table, kwargs.get("train_grad", "grad"), kwargs.get("val_grad", "grad"))
         missing = [f for f in wanted if f not in have]
+        if missing and val_table is None and set(missing) <= set(VAL_FEATURES):
+            raise SelectgymError(f"policy {self.path.name} observes {', '.join(missing)} against a target set, and "
+                                 f"these features have no validation table: pass --val FILE (the target examples)")
         if missing:
             config = self.sidecar.get("feature_config")
             hint = f" {json.dumps(config, sort_keys=True)}" if config else ""
             raise SelectgymError(f"policy {self.path.name} observes {wanted} but the given features lack {missing} "
                                  f"(they provide {have}); recompute them with the policy's feature config{hint}")
+        self.check_schema(table)
         n_clusters = int(self.sidecar["observation"]["n_clusters"])
         if len(table) < n_clusters:
             raise SelectgymError(f"policy {self.path.name} needs at least {n_clusters} examples (one per cluster), "
                                  f"the pool has {len(table)}")
+
+    def check_schema(self, table: FeatureTable) -> None:
+        """Every recorded schema item must agree: array shapes, and the settings that make the numbers (proxy
+        model, projection kind/dim/seed, adapter, gradient type) where the features record them."""
+        recorded = self.sidecar.get("features_schema") or {}
+        shapes = table.schema()
+        wrong = [f"{name} {shapes[name]} (policy: {shape})" for name, shape in sorted(recorded.items())
+                 if name in shapes and list(shapes[name]) != list(shape)]
+        if wrong:
+            raise SelectgymError(f"policy {self.path.name} was trained on features of other shapes: "
+                                 f"{'; '.join(wrong)}; recompute the features with the policy's feature config "
+                                 f"(same proj dim)")
+        trained = self.sidecar.get("feature_config") or {}
+        given = table.meta.get("config") or {}
+        differ = [f"{k} {given[k]!r} (policy: {trained[k]!r})" for k in SCHEMA_SETTINGS
+                  if k in trained and k in given and trained[k] != given[k]]
+        if differ:
+            raise SelectgymError(f"policy {self.path.name} was trained on features made with other settings: "
+                                 f"{'; '.join(differ)}; recompute the features with the policy's feature config")
 
     def make_env(self, table: FeatureTable, val_table: FeatureTable | None, budget: float | int,
                  reward: str = "none", reward_kwargs: dict[str, Any] | None = None) -> SelectionEnv:
@@ -129,10 +157,22 @@ def load_policy(path: str | Path, table: FeatureTable | None = None,
         sidecar = json.loads(side.read_text(encoding="utf-8"))
     except json.JSONDecodeError as err:
         raise SelectgymError(f"{side}: not valid JSON ({err})") from None
+    if not isinstance(sidecar, dict):
+        raise SelectgymError(f"{side}: a policy sidecar is a JSON object; copy it again or retrain the policy")
     if sidecar.get("format") != FORMAT:
         raise SelectgymError(f"{side}: format {sidecar.get('format')!r} is not {FORMAT!r}; retrain the policy "
                              f"with this selectgym version")
-    model = algorithm_class(sidecar["algorithm"]).load(path, device="cpu")
+    lacking = [k for k in ("algorithm", "env_id", "env_kwargs", "observation") if k not in sidecar]
+    if lacking:
+        raise SelectgymError(f"{side} lacks {', '.join(lacking)}; copy it again or retrain the policy")
+    try:
+        model = algorithm_class(sidecar.get("algorithm", "?")).load(path, device="cpu")
+    except SelectgymError:
+        raise
+    except Exception as err:  # zipfile, pickle and torch each raise their own types for a damaged file
+        raise SelectgymError(f"{path} is not a readable policy ({type(err).__name__}: "
+                             f"{(str(err).splitlines() or [''])[0][:200]}); copy it again or retrain it with "
+                             f"`selectgym train-agent`") from None
     policy = SavedPolicy(model, sidecar, path)
     if table is not None:
         policy.check(table, val_table)

@@ -19,6 +19,7 @@ import yaml
 
 from selectgym.cli import add_config_flag
 from selectgym.errors import SelectgymError
+from selectgym.proxies.store import FeatureStore
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -29,8 +30,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--features", default=None, help="feature store folder written by `selectgym features`")
     parser.add_argument("--pool", default=None, help="pool file; without it, the pool the features were computed on")
     parser.add_argument("--val", default=None, help="target/validation file (with --policy)")
-    parser.add_argument("--budget", default=None, help="share of the pool in (0, 1) or a count; "
-                        "without it, the method's own default (0.05; dpo_gap 0.1)")
+    parser.add_argument("--budget", default=None, help="share of the pool in (0, 1) like 0.05, or a whole count like "
+                        "40 (1 is one example; 1.0 is refused as ambiguous); without it, the method's own default "
+                        "(0.05; dpo_gap 0.1)")
     parser.add_argument("--out", default="selected.jsonl", help="where to write the chosen examples (.jsonl)")
     parser.add_argument("--seed", type=int, default=0, help="seed for ties, rounds and random draws")
     parser.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
@@ -68,43 +70,59 @@ def load_features(path: str | Path):
     """``(train, val or None, store meta)`` from a feature store folder."""
     if not Path(path).is_dir():
         raise SelectgymError(f"{path}: no such feature folder; compute features with `selectgym features`")
-    try:
-        from selectgym.proxies.store import FeatureStore
-    except ModuleNotFoundError as err:
-        raise SelectgymError(f"reading features needs selectgym.proxies.store, which is missing ({err})") from None
     store = FeatureStore.open(path)
     val = store.table("val") if store.has_table("val") else None
     return store.table("train"), val, dict(store.meta)
 
 
 def _select_with_method(args: argparse.Namespace):
+    from selectgym.proxies.provenance import check_unchanged
     from selectgym.selectors import get_selector
 
+    if args.method == "policy":
+        raise SelectgymError("--method policy needs the policy file: use --policy FILE.zip instead of --method")
     if not args.features:
         raise SelectgymError("--method needs --features DIR (a folder written by `selectgym features`)")
     selector = get_selector(args.method, **parse_options(args.option))
     train, val, meta = load_features(args.features)
-    budget = parse_budget(args.budget)
-    selection = selector.select(train, val, selector.default_budget if budget is None else budget, args.seed)
     pool_path = args.pool or meta.get("pool_path")
     if not pool_path:
         raise SelectgymError(f"{args.features} does not record its pool file; pass --pool FILE")
+    check_unchanged(meta, pool_path)
+    budget = parse_budget(args.budget)
+    selection = selector.select(train, val, selector.default_budget if budget is None else budget, args.seed)
+    if args.method == "nice":
+        from selectgym.proxies.pipeline import nice_summary
+
+        summary = nice_summary(meta.get("nice"))
+        if summary:
+            print(f"NICE: {summary}")
     return selection, pool_path, train.ids
 
 
 def _select_with_policy(args: argparse.Namespace):
+    from selectgym.agents.apply import apply_policy
+
     if args.option:
         raise SelectgymError("--option applies to --method selectors, not to --policy")
-    if not args.pool:
-        raise SelectgymError("--policy needs --pool FILE, the pool to select from")
-    try:
-        from selectgym.agents.apply import apply_policy
-    except ModuleNotFoundError as err:
-        raise SelectgymError(f"applying a policy needs selectgym.agents.apply, which is missing ({err})") from None
+    if not args.pool and not args.features:
+        raise SelectgymError("--policy needs --pool FILE (and --val FILE), the pool to select from, or --features DIR "
+                             "computed for it")
+    pool_path = args.pool
+    if args.features:  # read the store as it is: never recompute into (or repoint) a folder the user gave
+        pool_path = pool_path or FeatureStore.open(args.features).meta.get("pool_path")
+        if not pool_path:
+            raise SelectgymError(f"{args.features} does not record its pool file; pass --pool FILE")
     budget = parse_budget(args.budget)
-    selection = apply_policy(args.policy, args.pool, budget=0.05 if budget is None else budget, seed=args.seed,
-                             val_path=args.val, features_dir=args.features)
-    return selection, args.pool, None
+    selection = apply_policy(args.policy, None if args.features else args.pool,
+                             budget=0.05 if budget is None else budget, seed=args.seed, val_path=args.val,
+                             features_dir=args.features, pool_check=pool_path)
+    features = (selection.info or {}).get("features")
+    if features and features.get("cached"):
+        print(f"features for the policy are cached in {features['path']} ({features['megabytes']:.0f} MB, "
+              f"{'computed now' if features['computed'] else 'reused'}); delete that folder to free the space, or "
+              f"compute them with `selectgym features --out DIR` and pass --features DIR")
+    return selection, pool_path, None
 
 
 def score_rows(selection, all_ids: list[str] | None) -> list[dict[str, Any]]:

@@ -14,11 +14,14 @@ from selectgym.proxies.table import FeatureTable
 
 
 def resolve_budget(budget: float | int, n: int) -> int:
-    """A budget as a count: a float in (0, 1) is a share of the pool, an integer >= 1 a count."""
+    """A budget as a count: a float in (0, 1) is a share of the pool, an integer >= 1 a count (1.0 is refused)."""
     if n <= 0:
         raise SelectgymError("the pool is empty; there is nothing to select from")
     if isinstance(budget, bool) or not isinstance(budget, (int, float)) or math.isnan(budget):
         raise SelectgymError(f"budget must be a share in (0, 1) or a count >= 1, got {budget!r}")
+    if isinstance(budget, float) and budget == 1.0:
+        raise SelectgymError(f"budget 1.0 is ambiguous (one example, or the whole pool?); write 1 for one example, "
+                             f"or {n} to take the whole pool")
     if isinstance(budget, float) and 0 < budget < 1:
         return max(1, round(budget * n))
     if budget >= 1 and float(budget).is_integer():

@@ -9,8 +9,10 @@ import pytest
 
 import selectgym
 from selectgym.agents import AgentConfig, load_policy, train_agent
+from selectgym.agents.policy_file import sidecar_path
 from selectgym.envs.feature_select import CLUSTER_STATS
 from selectgym.errors import SelectgymError
+from selectgym.proxies.table import FeatureTable
 from tests.agents.conftest import QUICK
 
 
@@ -64,7 +66,7 @@ def test_schema_mismatch_is_a_one_line_error(ppo_policy, tables):
     with pytest.raises(SelectgymError, match=r"observes .* but the given features lack \['dpo_gap'\]") as err:
         load_policy(path, lean, val)
     assert "\n" not in str(err.value) and '"proj_dim": 16' in str(err.value)
-    with pytest.raises(SelectgymError, match=r"lack \['alignment'\]"):
+    with pytest.raises(SelectgymError, match=r"observes alignment against a target set.*pass --val FILE"):
         load_policy(path, train, None)
     no_embedding = train.subset(range(len(train)))
     del no_embedding.arrays["embedding"]
@@ -80,3 +82,30 @@ def test_missing_files_are_errors(tmp_path, ppo_policy):
     lonely.write_bytes(path.read_bytes())
     with pytest.raises(SelectgymError, match="has no sidecar lonely.json"):
         load_policy(lonely)
+
+
+def test_other_projection_dim_or_settings_are_refused(ppo_policy, tables):
+    path, _ = ppo_policy
+    train, val = tables
+    wide = FeatureTable(train.ids, {**train.arrays, "grad": np.hstack([train.get("grad")] * 2)}, train.meta)
+    wide_val = FeatureTable(val.ids, {**val.arrays, "grad": np.hstack([val.get("grad")] * 2)})
+    with pytest.raises(SelectgymError, match=r"other shapes: grad \[32\] \(policy: \[16\]\)") as err:
+        load_policy(path, wide, wide_val)
+    assert "\n" not in str(err.value)
+    reseeded = FeatureTable(train.ids, train.arrays, {**train.meta, "config": {"seed": 1, "dim": 16}})
+    with pytest.raises(SelectgymError, match=r"other settings: seed 1 \(policy: 0\)"):
+        load_policy(path, reseeded, val)
+    same = FeatureTable(train.ids, train.arrays, {**train.meta, "config": {"seed": 0}})
+    assert load_policy(path, same, val).sidecar["feature_config"]["seed"] == 0
+
+
+@pytest.mark.parametrize("damage", ["truncated", "random"])
+def test_damaged_policy_zip_is_a_one_line_error(tmp_path, ppo_policy, damage):
+    path, _ = ppo_policy
+    broken = tmp_path / "broken.zip"
+    data = path.read_bytes()
+    broken.write_bytes(data[:len(data) // 2] if damage == "truncated" else np.random.default_rng(0).bytes(4096))
+    sidecar_path(broken).write_text(sidecar_path(path).read_text())
+    with pytest.raises(SelectgymError, match="broken.zip is not a readable policy") as err:
+        load_policy(broken)
+    assert "\n" not in str(err.value)

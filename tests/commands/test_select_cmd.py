@@ -12,9 +12,9 @@ from selectgym.proxies.table import FeatureTable
 from selectgym.selectors import Selection
 
 
-def write_store(root, pool_path, train: FeatureTable, val: FeatureTable | None = None):
+def write_store(root, pool_path, train: FeatureTable, val: FeatureTable | None = None, **meta):
     """A complete feature store on disk, as `selectgym features` leaves it."""
-    store = FeatureStore.create(root, {"test": str(root)}, {"pool_path": str(pool_path)})
+    store = FeatureStore.create(root, {"test": str(root)}, {"pool_path": str(pool_path), **meta})
     store.write_shard("train", 0, train.ids, train.arrays)
     shards = {"train": 1}
     if val is not None:
@@ -104,6 +104,8 @@ def test_user_errors_are_one_line(features, tmp_path, capsys):
         (["--method", "less", "--features", str(folder), "--out", str(tmp_path / "x.json")], "ending in .jsonl"),
         (["--method", "less", "--features", str(folder), "--pool", str(tmp_path / "none.jsonl")], "not found"),
         (["--policy", "p.zip"], "--policy needs --pool"),
+        (["--method", "policy", "--features", str(folder)], "use --policy FILE.zip"),
+        (["--method", "less", "--features", str(folder), "--budget", "1.0"], "budget 1.0 is ambiguous"),
     ]
     for argv, message in cases:
         assert main(["select", *argv, "--out", str(tmp_path / "o.jsonl")] if "--out" not in argv
@@ -122,7 +124,7 @@ def test_policy_path_calls_apply_policy(monkeypatch, suite_dir, tmp_path, capsys
     pool = load_pool(suite_dir / "sft.jsonl")
     calls = {}
 
-    def apply_policy(policy_path, pool_path, budget, seed, val_path=None, features_dir=None):
+    def apply_policy(policy_path, pool_path, budget, seed, val_path=None, features_dir=None, pool_check=None):
         calls.update(policy=policy_path, pool=pool_path, budget=budget, seed=seed, val=val_path, feats=features_dir)
         ids = pool.ids[-3:]
         return Selection(ids, np.array([3.0, 2.0, 1.0]), "policy")
@@ -146,3 +148,43 @@ def test_parsers():
         "mode": "sim", "q": 4, "subtasks": ["a", "b"], "gradient_type": "sgd"}
     with pytest.raises(SelectgymError):
         parse_options(["=3"])
+
+
+def test_a_pool_edited_after_its_features_is_refused(labelled, suite_dir, tmp_path, capsys):
+    pool_file = tmp_path / "pool.jsonl"
+    pool_file.write_text((suite_dir / "sft.jsonl").read_text())
+    _, _, train, val = labelled
+    folder = write_store(tmp_path / "f", pool_file, train, val, pool_hash=load_pool(pool_file).content_hash)
+    argv = ["select", "--method", "less", "--features", str(folder), "--out", str(tmp_path / "o.jsonl")]
+    assert main(argv) == 0
+    capsys.readouterr()
+    records = [json.loads(line) for line in pool_file.read_text().splitlines()]
+    records[3]["output"] = records[3]["output"] + " (edited)"
+    pool_file.write_text("".join(json.dumps(r) + "\n" for r in records))
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert f"pool {pool_file} has changed since its features" in err and err.count("\n") == 1
+
+
+def test_nice_says_how_many_prompts_fell_back(labelled, suite_dir, tmp_path, capsys):
+    _, _, train, val = labelled
+    val = FeatureTable(val.ids, {**val.arrays, "pg_grad": val.get("grad")})
+    folder = write_store(tmp_path / "f", suite_dir / "sft.jsonl", train, val,
+                         nice={"prompts": 2, "fallback": 2, "mean_reward": 0.0, "samples": 4})
+    assert main(["select", "--method", "nice", "--features", str(folder), "--out", str(tmp_path / "o.jsonl")]) == 0
+    out = capsys.readouterr().out
+    assert "NICE: 2 of 2 validation prompts fell back to the reference answer" in out
+    assert "WARNING: every prompt did, so NICE equals LESS here" in out
+
+
+def test_a_policy_reads_a_given_store_without_rewriting_it(features, suite_dir, monkeypatch):
+    from selectgym.agents.apply import features_for
+
+    folder, pool, _ = features
+    (folder / "latest.json").write_text('{"key": "kept"}')
+    before = {p: p.stat().st_mtime_ns for p in folder.rglob("*")}
+    monkeypatch.setattr("selectgym.proxies.pipeline.compute_features",
+                        lambda *a, **k: pytest.fail("features were recomputed into the given folder"))
+    train, val, source = features_for(None, suite_dir / "sft.jsonl", None, folder, suite_dir / "sft.jsonl")
+    assert train.ids == pool.ids and val is not None and source["computed"] is False
+    assert {p: p.stat().st_mtime_ns for p in folder.rglob("*")} == before
