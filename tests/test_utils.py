@@ -35,3 +35,19 @@ def test_atomic_path_and_stable_hash(tmp_path):
     assert not out.exists()
     assert stable_hash({"b": 1, "a": [1, 2]}) == stable_hash({"a": [1, 2], "b": 1})
     assert stable_hash({"a": 1}) != stable_hash({"a": 2})
+
+
+def test_written_files_and_folders_follow_the_umask(tmp_path):
+    import os
+
+    from selectgym.utils import atomic_dir, write_json
+
+    old = os.umask(0o022)
+    try:
+        write_json(tmp_path / "a.json", {"x": 1})
+        with atomic_dir(tmp_path / "d") as tmp:
+            (tmp / "f").write_text("x")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "a.json").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "d").stat().st_mode & 0o777 == 0o755

@@ -6,12 +6,15 @@ tokenizer merges; the SFT loss then covers response tokens only.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 
 from selectgym.data.pool import Example, Message
+
+log = logging.getLogger(__name__)
 
 FALLBACK_TEMPLATE = (
     "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
@@ -56,7 +59,31 @@ def render(tokenizer, prompt: Sequence[Message], response: str, max_length: int 
 def render_example(tokenizer, example: Example, max_length: int = 512, field: str = "target") -> Rendered:
     """Render an example's ``target`` (SFT text), ``chosen`` or ``rejected`` reply."""
     text = example.target if field == "target" else getattr(example, field)
-    return render(tokenizer, example.prompt, text, max_length)
+    rendered = render(tokenizer, example.prompt, text, max_length)
+    if rendered.response_mask[-1] == 1 and len(rendered.input_ids) == max_length and _response_cut(
+            tokenizer, text, rendered):
+        _warn_cut(example.id, field, len(text), max_length)
+    return rendered
+
+
+def _response_cut(tokenizer, text: str, rendered: Rendered) -> bool:
+    """Whether the response lost tokens (not just the prompt) to ``max_length``."""
+    kept = sum(rendered.response_mask)
+    eos = 1 if tokenizer.eos_token_id is not None else 0
+    return kept < len(tokenizer(text, add_special_tokens=False)["input_ids"]) + eos
+
+
+_CUT_WARNINGS = [0]
+#: truncations announced one by one before the rest go to debug logs
+CUT_WARNING_LIMIT = 3
+
+
+def _warn_cut(example_id: str, field: str, chars: int, max_length: int) -> None:
+    _CUT_WARNINGS[0] += 1
+    level = logging.WARNING if _CUT_WARNINGS[0] <= CUT_WARNING_LIMIT else logging.DEBUG
+    log.log(level, "example %r: its %s (%d characters) is cut to fit max_length %d tokens; raise max_length to "
+            "score all of it%s", example_id, field, chars, max_length,
+            " (further cuts are logged at debug level)" if _CUT_WARNINGS[0] == CUT_WARNING_LIMIT else "")
 
 
 def collate(items: Sequence[Rendered], pad_id: int) -> dict[str, torch.Tensor]:

@@ -39,4 +39,5 @@ def score(example: Example, completion: str) -> float:
             fn = None
         if fn is not None:
             return float(fn(answer, entry) or 0.0)
-    return float(answer == (example.answer or "").strip())
+    reference = (example.answer or "").strip()
+    return float(bool(reference) and answer == reference)  # no reference: nothing can match, not even silence

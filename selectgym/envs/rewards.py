@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from selectgym.envs.summaries import require_finite
 from selectgym.errors import SelectgymError
 from selectgym.proxies.table import FeatureTable
 
@@ -94,8 +95,8 @@ class LinearReward(Reward):
         self.normalise = bool(normalise)
         # Every vector-env copy holds the same table: prepare its (N, d) gradients once, not once per copy.
         self.grads = table.derived(("linear_reward_grads", train_grad, self.normalise),
-                                   lambda: _prepared_grads(table.get(train_grad), self.normalise))
-        self.target = np.asarray(val_table.get(val_grad), dtype=np.float64).mean(axis=0)
+                                   lambda: _prepared_grads(require_finite(table, train_grad), self.normalise))
+        self.target = np.asarray(require_finite(val_table, val_grad, "validation"), dtype=np.float64).mean(axis=0)
         if self.grads.shape[1] != self.target.shape[0]:
             raise SelectgymError(f"train {train_grad!r} has dimension {self.grads.shape[1]} but validation "
                                  f"{val_grad!r} has {self.target.shape[0]}; compute both with the same projection")

@@ -37,11 +37,23 @@ def _zscore(x: np.ndarray) -> np.ndarray:
     return np.clip(z, -FEATURE_BOUND, FEATURE_BOUND)
 
 
+def require_finite(table: FeatureTable, name: str, which: str = "training") -> np.ndarray:
+    """``table[name]``, or a one-line error naming the rows with NaN/inf (a NaN hidden as 0 would change picks)."""
+    values = table.get(name)
+    rows = np.flatnonzero(~np.isfinite(np.asarray(values).reshape(len(values), -1)).all(axis=1))
+    if len(rows):
+        ids = ", ".join(str(table.ids[i]) for i in rows[:3]) + (" ..." if len(rows) > 3 else "")
+        raise SelectgymError(f"feature {name!r} of the {which} table is NaN or infinite in {len(rows)} row(s) "
+                             f"({ids}); recompute the features (a diverged proxy: lower warmup_lr) or drop those "
+                             f"examples")
+    return values
+
+
 def alignment(table: FeatureTable, val_table: FeatureTable, train_grad: str = "grad",
               val_grad: str = "grad") -> np.ndarray:
     """cos(g_i, mean_j g_val_j) for every training example (0 where a gradient is all zeros)."""
-    g = np.asarray(table.get(train_grad), dtype=np.float64)
-    target = np.asarray(val_table.get(val_grad), dtype=np.float64).mean(axis=0)
+    g = np.asarray(require_finite(table, train_grad), dtype=np.float64)
+    target = np.asarray(require_finite(val_table, val_grad, "validation"), dtype=np.float64).mean(axis=0)
     if g.shape[1] != target.shape[0]:
         raise SelectgymError(f"train {train_grad!r} has dimension {g.shape[1]} but validation {val_grad!r} has "
                              f"{target.shape[0]}; compute both with the same projection")
@@ -88,11 +100,11 @@ def feature_matrix(table: FeatureTable, val_table: FeatureTable | None, features
         if name == "alignment":
             x[:, j] = alignment(table, val_table, train_grad, val_grad)
         elif name == "pass_rate":
-            x[:, j] = np.clip(np.asarray(table.get("pass_rate"), dtype=np.float64), 0.0, 1.0)
+            x[:, j] = np.clip(np.asarray(require_finite(table, "pass_rate"), dtype=np.float64), 0.0, 1.0)
         elif name == "length":
-            x[:, j] = _zscore(np.log1p(np.asarray(table.get("length"), dtype=np.float64)))
+            x[:, j] = _zscore(np.log1p(np.asarray(require_finite(table, "length"), dtype=np.float64)))
         else:
-            x[:, j] = _zscore(np.asarray(table.get(name), dtype=np.float64))
+            x[:, j] = _zscore(np.asarray(require_finite(table, name), dtype=np.float64))
     if not np.isfinite(x).all():
         raise SelectgymError("features contain NaN or infinite values; check the losses and gradients")
     return x, present

@@ -44,14 +44,26 @@ def validation_loss(model, tokenizer, pool: Pool, *, batch_size: int = 16, max_l
     return float(losses.mean())
 
 
+def check_evaluable(pool: Pool) -> None:
+    """An evaluation set must have something to check answers against (else a blank answer scores 1.0)."""
+    if not len(pool):
+        raise SelectgymError(f"{pool.source}: the evaluation set is empty")
+    unchecked = [ex for ex in pool if not (ex.answer or "").strip() and not (ex.meta.get("entry") and
+                                                                              ex.meta.get("task"))]
+    if unchecked:
+        raise SelectgymError(f"{pool.source}: {len(unchecked)} of {len(pool)} evaluation examples have no reference "
+                             f"answer to check (e.g. {unchecked[0].id!r}; a {pool.format} pool holds responses, not "
+                             f"answers): evaluate on a verifiable file (prompt + answer), e.g. the suite's "
+                             f"validation.jsonl")
+
+
 def evaluate(model, tokenizer, pool: Pool, *, max_new_tokens: int = 16, batch_size: int = 16) -> dict[str, float]:
     """``{"accuracy", "val_loss", "n"}`` of ``model`` on the target ``pool``."""
     from selectgym.data.verify import score
 
-    if not len(pool):
-        raise SelectgymError(f"{pool.source}: the evaluation set is empty")
     if batch_size < 1 or max_new_tokens < 1:
         raise SelectgymError(f"batch_size and max_new_tokens must be >= 1, got {batch_size} and {max_new_tokens}")
+    check_evaluable(pool)
     completions = greedy_completions(model, tokenizer, pool, max_new_tokens=max_new_tokens, batch_size=batch_size)
     accuracy = float(np.mean([score(ex, c) for ex, c in zip(pool, completions, strict=True)]))
     return {"accuracy": accuracy, "val_loss": validation_loss(model, tokenizer, pool, batch_size=batch_size),

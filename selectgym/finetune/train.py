@@ -173,11 +173,13 @@ def train(cfg: FinetuneConfig, data: Pool | str | os.PathLike, eval_pool: Pool |
     config names; see ``selectgym.finetune.reselect``); for GRPO that is GradAlign's rounds.
     """
     from selectgym.finetune import reselect
-    from selectgym.finetune.evaluate import evaluate
+    from selectgym.finetune.evaluate import check_evaluable, evaluate
     from selectgym.proxies.models import load_model
 
     pool = as_pool(data)
     target = as_pool(eval_pool) if eval_pool is not None else None
+    if target is not None:
+        check_evaluable(target)  # before training, not after
     start = time.perf_counter()
     if cfg.method == "grpo" and cfg.reselect == "gradalign":
         model, tokenizer, steps, selections, history = reselect.gradalign_rounds(cfg, pool, target, callbacks)

@@ -29,7 +29,7 @@ from selectgym.proxies.gradients import ADAM_EPS_FORMS
 from selectgym.proxies.lora import ALL_LINEAR, LoraSpec, lora_parameters
 from selectgym.proxies.store import FeatureStore
 from selectgym.proxies.table import FeatureTable
-from selectgym.utils import stable_hash
+from selectgym.utils import atomic_dir, stable_hash
 
 log = logging.getLogger(__name__)
 
@@ -388,17 +388,10 @@ def vllm_model_path(model: str) -> Path:
 
 def _save_adapter(model, folder: Path) -> None:
     """The warmed-up LoRA as a peft folder (what vLLM loads), written to a temporary name first."""
-    import shutil
-    import tempfile
-
     if (folder / "adapter_config.json").exists():
         return
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
-    model.save_pretrained(str(tmp))
-    try:
-        os.replace(tmp, folder)
-    except OSError:
-        shutil.rmtree(tmp, ignore_errors=True)
+    with atomic_dir(folder, replace=False) as tmp:
+        model.save_pretrained(str(tmp))
 
 
 # -- checks on the pools -----------------------------------------------------------------------------------

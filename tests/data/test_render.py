@@ -26,3 +26,19 @@ def test_collate_pads_right(tokenizer):
     assert batch["input_ids"].shape == (2, len(b.input_ids))
     assert batch["attention_mask"][0].sum() == len(a.input_ids)
     assert torch.equal(batch["response_mask"][1], torch.tensor(b.response_mask))
+
+
+def test_a_cut_response_is_announced(tokenizer, caplog, monkeypatch):
+    import logging
+
+    from selectgym.data import render as rendering
+    from selectgym.data.render import render_example
+
+    monkeypatch.setattr(rendering, "_CUT_WARNINGS", [0])  # earlier tests may have used up the announced cuts
+    long = Example("big", [{"role": "user", "content": "Write a lot."}], response="word " * 20_000)
+    short = Example("small", [{"role": "user", "content": "Say hi."}], response="hi")
+    with caplog.at_level(logging.WARNING, logger="selectgym.data.render"):
+        assert len(render_example(tokenizer, short, max_length=64).input_ids) < 64
+        assert not caplog.records
+        assert len(render_example(tokenizer, long, max_length=64).input_ids) == 64
+    assert "example 'big': its target (100000 characters) is cut to fit max_length 64" in caplog.text

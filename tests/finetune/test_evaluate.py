@@ -24,21 +24,21 @@ def exact_match_pool(answers: list[str], prompts: list[str], responses: list[str
                       for i, (a, p, r) in enumerate(zip(answers, prompts, responses, strict=True))), "verifiable")
 
 
-def test_accuracy_counts_exact_greedy_answers(tiny):
-    from selectgym.data.verify import extract_answer
-    from selectgym.finetune.evaluate import evaluate, greedy_completions
+def test_accuracy_counts_exact_greedy_answers(tiny, monkeypatch):
+    from selectgym.finetune import evaluate as evaluation
 
     model, tok = tiny
     prompts = ["Calculate 1 + 1.", "Spell cat backward.", "What is 3 * 3?", "Name a colour."]
     probe = exact_match_pool(["?"] * 4, prompts, ["x"] * 4)
-    said = [extract_answer(c) for c in greedy_completions(model, tok, probe, max_new_tokens=4, batch_size=3)]
-    # the first three are right by construction, the last one is not
-    answers = [said[0], said[1], said[2], said[3] + " and more"]
-    pool = exact_match_pool(answers, prompts, ["x"] * 4)
-    metrics = evaluate(model, tok, pool, max_new_tokens=4, batch_size=3)
-    assert metrics["accuracy"] == pytest.approx(0.75) and metrics["n"] == 4
     # batching does not change greedy answers
-    assert evaluate(model, tok, pool, max_new_tokens=4, batch_size=1)["accuracy"] == pytest.approx(0.75)
+    said = evaluation.greedy_completions(model, tok, probe, max_new_tokens=4, batch_size=3)
+    assert said == evaluation.greedy_completions(model, tok, probe, max_new_tokens=4, batch_size=1)
+    # the first three are right (an 'answer is' preamble and a final dot are dropped), the last one is not
+    monkeypatch.setattr(evaluation, "greedy_completions",
+                        lambda *a, **k: ["2", "The answer is tac.", "\n9\nbecause", "red"])
+    pool = exact_match_pool(["2", "tac", "9", "blue"], prompts, ["x"] * 4)
+    metrics = evaluation.evaluate(model, tok, pool, max_new_tokens=4, batch_size=3)
+    assert metrics["accuracy"] == pytest.approx(0.75) and metrics["n"] == 4
 
 
 def test_val_loss_is_the_mean_of_per_example_response_token_nll(tiny):
@@ -80,3 +80,18 @@ def test_evaluate_rejects_an_empty_set(tiny):
     model, tok = tiny
     with pytest.raises(SelectgymError, match="empty"):
         evaluate(model, tok, Pool((), "verifiable"))
+
+
+def test_evaluate_refuses_a_set_with_nothing_to_check(tiny, tmp_path):
+    """An Alpaca pool has responses, not answers: a blank greedy answer must not score 1.0 against nothing."""
+    from selectgym.data.io import load_pool
+    from selectgym.data.verify import score
+    from selectgym.finetune.evaluate import evaluate
+
+    model, tok = tiny
+    path = tmp_path / "alpaca.jsonl"
+    path.write_text('{"instruction": "Say hi", "output": "hi"}\n{"instruction": "Say yo", "output": "yo"}\n')
+    pool = load_pool(path)
+    with pytest.raises(SelectgymError, match="2 of 2 evaluation examples have no reference answer"):
+        evaluate(model, tok, pool)
+    assert score(pool[0], "") == 0.0
