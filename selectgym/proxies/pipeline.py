@@ -59,6 +59,10 @@ class FeatureConfig:
         "help": "linear layers that get LoRA adapters"})
     warmup_steps: int = field(default=20, metadata={
         "help": "AdamW steps on a random share of the pool before features (LESS warm-up; 0 = none)"})
+    warmup_epochs: int = field(default=0, metadata={
+        "help": "LESS's schedule instead of warmup_steps: this many epochs over the warm-up share (linear LR decay), "
+                "gradients at the end of each epoch (arrays name@1, name@2, ...) weighted by the epoch's mean LR; "
+                "LESS uses 4 (0 = one checkpoint after warmup_steps)"})
     warmup_fraction: float = field(default=0.05, metadata={"help": "share of the pool the warm-up draws from"})
     warmup_lr: float = field(default=2e-4, metadata={"help": "warm-up learning rate"})
     gradient_type: str = field(default="adam", metadata={
@@ -114,11 +118,12 @@ class FeatureConfig:
                      "lora_r", "topk"):
             if getattr(self, name) < 1:
                 raise SelectgymError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.warmup_steps < 0:
-            raise SelectgymError(f"warmup_steps must be >= 0, got {self.warmup_steps}")
+        if self.warmup_steps < 0 or self.warmup_epochs < 0:
+            raise SelectgymError(f"warmup_steps and warmup_epochs must be >= 0, got {self.warmup_steps} and "
+                                 f"{self.warmup_epochs}")
         if not 0.0 < self.warmup_fraction <= 1.0:
             raise SelectgymError(f"warmup_fraction must lie in (0, 1], got {self.warmup_fraction}")
-        if "grad_adam" in self.features and self.warmup_steps == 0:
+        if "grad_adam" in self.features and self.warmup_steps == 0 and self.warmup_epochs == 0:
             raise SelectgymError("grad_adam needs Adam moments from a warm-up: set warmup_steps >= 1, or drop "
                                  "grad_adam (gradient_type sgd)")
         if self.max_length < 8:
@@ -175,14 +180,17 @@ def load_proxy(cfg: FeatureConfig):
 
 
 def proxy_state(model, optimizer) -> dict[str, np.ndarray]:
-    """LoRA weights, Adam moments and step by parameter name (what ``proxy.safetensors`` holds)."""
+    """LoRA weights, Adam moments and step by parameter name (what ``proxy.safetensors`` holds).
+
+    Copies, not views: on CPU ``.numpy()`` shares memory with the live tensors, which training goes on changing.
+    """
     state = {}
     for name, p in lora_parameters(model):
-        state[f"lora/{name}"] = p.detach().float().cpu().numpy()
+        state[f"lora/{name}"] = p.detach().float().cpu().numpy().copy()
         moments = optimizer.state.get(p, {})
         for key in ("exp_avg", "exp_avg_sq"):
             if key in moments:
-                state[f"{key}/{name}"] = moments[key].detach().float().cpu().numpy()
+                state[f"{key}/{name}"] = moments[key].detach().float().cpu().numpy().copy()
         if "step" in moments:
             state[f"step/{name}"] = np.array(float(moments["step"]), dtype=np.float32)
     return state
@@ -228,16 +236,40 @@ def response_lengths(tokenizer, examples: Sequence[Example]) -> np.ndarray:
 class _Proxy:
     """The warmed-up proxy and what every shard's computation shares (projector, optimizer moments, rollouts)."""
 
-    def __init__(self, cfg: FeatureConfig, model, tokenizer, optimizer, store: FeatureStore) -> None:
-        from selectgym.proxies.gradients import adam_state, grad_dim
+    def __init__(self, cfg: FeatureConfig, model, tokenizer, states: dict[str, dict[str, np.ndarray]],
+                 store: FeatureStore) -> None:
+        from selectgym.proxies.gradients import grad_dim
         from selectgym.proxies.projection import make_projector
 
         self.cfg, self.model, self.tokenizer = cfg, model, tokenizer
         self.projector = make_projector(cfg.projection, grad_dim(model), cfg.dim, seed=cfg.seed)
-        self.moments = adam_state(model, optimizer) if "grad_adam" in cfg.features else None
+        self.states = states  # checkpoint name ("" for the single one) -> saved adapter state; the last is final
+        self.moments = None
+        self.use(list(states)[-1])
         self.store = store
         self._generator = None
         self._reward = None
+
+    def use(self, checkpoint: str) -> None:
+        """Load a checkpoint's adapter weights and Adam moments into the proxy."""
+        from selectgym.proxies.gradients import adam_state
+
+        optimizer = restore_proxy(self.model, self.states[checkpoint], self.cfg.warmup_lr)
+        self.model.eval()
+        self.moments = adam_state(self.model, optimizer) if "grad_adam" in self.cfg.features else None
+
+    def checkpoint_grads(self, examples: Sequence[Example], adam: bool) -> dict[str, np.ndarray]:
+        """``sft_grads`` at every checkpoint (arrays ``name@ckpt`` beside the final one's plain names)."""
+        names = list(self.states)
+        if len(names) == 1:
+            return self.sft_grads(examples, adam)
+        out: dict[str, np.ndarray] = {}
+        for name in names:
+            self.use(name)
+            grads = self.sft_grads(examples, adam)
+            out.update({f"{k}@{name}": v for k, v in grads.items() if k != "loss"})
+        out.update(grads)  # the final checkpoint (now loaded) under the plain names, for envs and other selectors
+        return out
 
     def sft_grads(self, examples: Sequence[Example], adam: bool) -> dict[str, np.ndarray]:
         """Projected raw (and Adam-normalised) SFT gradients and the losses, from one backward pass per batch.
@@ -303,8 +335,8 @@ class _Proxy:
         ids = [ex.id for ex in examples]
         arrays: dict[str, np.ndarray] = {}
         if want & {"grad", "grad_adam"}:
-            grads = self.sft_grads(examples, adam="grad_adam" in want)
-            arrays.update({k: v for k, v in grads.items() if k in want})
+            grads = self.checkpoint_grads(examples, adam="grad_adam" in want)
+            arrays.update({k: v for k, v in grads.items() if k.partition("@")[0] in want})
         elif "loss" in want:
             from selectgym.proxies.warmup import sft_losses
 
@@ -336,9 +368,14 @@ class _Proxy:
 
         cfg, want = self.cfg, set(self.cfg.features)
         ids = [ex.id for ex in examples]
-        arrays = {"grad": np.asarray(sft_grads(self.model, self.tokenizer, list(examples), projector=self.projector,
-                                               batch_size=cfg.batch_size, max_length=cfg.max_length,
-                                               gradient_type="sgd"), dtype=np.float32)}
+        arrays = {}
+        for name in self.states:  # validation gradients at every checkpoint (never Adam-normalised)
+            self.use(name)
+            arrays[f"grad@{name}" if name else "grad"] = np.asarray(sft_grads(
+                self.model, self.tokenizer, list(examples), projector=self.projector, batch_size=cfg.batch_size,
+                max_length=cfg.max_length, gradient_type="sgd"), dtype=np.float32)
+        if len(self.states) > 1:
+            arrays["grad"] = arrays[f"grad@{name}"]
         if "nice" in want:
             from selectgym.proxies.policy_grad import nice_validation_grads
 
@@ -489,8 +526,8 @@ def compute_features(pool_path: str | os.PathLike, val_path: str | os.PathLike |
                 store.mark_latest()
             store.last_run = {"computed": 0, "reused": len(pool)}
             return store
-        model, tokenizer, optimizer = _proxy(cfg, pool, store, rank, world_size)
-        proxy = _Proxy(cfg, model, tokenizer, optimizer, store)
+        model, tokenizer, states = _proxy(cfg, pool, store, rank, world_size)
+        proxy = _Proxy(cfg, model, tokenizer, states, store)
         finished = set(store.finished_shards(TRAIN))
         rows = {i: pool[i * cfg.shard_size:(i + 1) * cfg.shard_size] for i in range(n_shards)}
         mine = [i for i in range(n_shards) if i % world_size == rank and i not in finished]
@@ -526,30 +563,49 @@ def _open_store(root: Path, material: dict[str, Any], meta: dict[str, Any], rank
 
 
 def _proxy(cfg: FeatureConfig, pool: Pool, store: FeatureStore, rank: int, world_size: int):
-    """The warmed-up proxy: warmed up once (rank 0) and saved in the store; every process loads that state."""
-    from selectgym.proxies.warmup import warmup
+    """The warmed-up proxy: warmed up once (rank 0) and saved in the store; every process loads that state.
+
+    Returns ``(model, tokenizer, {checkpoint: state})``: one state named ``""`` after ``warmup_steps``, or one
+    per epoch (``"1"``, ``"2"``, ...) with LESS's schedule, whose mean LRs go to ``meta["checkpoints"]``.
+    """
+    from selectgym.proxies.warmup import warmup, warmup_checkpoints
 
     model, tokenizer = load_proxy(cfg)
     model.to(_device(cfg))
     if rank == 0 and store.load_proxy() is None:
         started = time.perf_counter()
-        optimizer = warmup(model, tokenizer, pool, steps=cfg.warmup_steps, fraction=cfg.warmup_fraction,
-                           lr=cfg.warmup_lr, batch_size=cfg.batch_size, max_length=cfg.max_length,
-                           seed=derive_seed(cfg.seed, "warmup"))
-        store.save_proxy(proxy_state(model, optimizer), metadata={"warmup_steps": str(cfg.warmup_steps)})
-        log.info("warmed the proxy up in %.1f s (%d steps)", time.perf_counter() - started, cfg.warmup_steps)
+        kwargs = {"fraction": cfg.warmup_fraction, "lr": cfg.warmup_lr, "batch_size": cfg.batch_size,
+                  "max_length": cfg.max_length, "seed": derive_seed(cfg.seed, "warmup")}
+        if cfg.warmup_epochs:
+            state, lrs = {}, {}
+            for epoch, optimizer, mean_lr in warmup_checkpoints(model, tokenizer, pool, epochs=cfg.warmup_epochs,
+                                                                **kwargs):
+                state.update({f"{epoch}/{k}": v for k, v in proxy_state(model, optimizer).items()})
+                lrs[str(epoch)] = mean_lr
+            store.update_meta(checkpoints=lrs)
+        else:
+            state = proxy_state(model, warmup(model, tokenizer, pool, steps=cfg.warmup_steps, **kwargs))
+        store.save_proxy(state, metadata={"warmup_steps": str(cfg.warmup_steps),
+                                          "warmup_epochs": str(cfg.warmup_epochs)})
+        log.info("warmed the proxy up in %.1f s", time.perf_counter() - started)
     if rank == 0 and "adapter" not in store.meta:
         store.update_meta(adapter={"lora": dataclasses.asdict(cfg.lora_spec()), "warmup_steps": cfg.warmup_steps,
-                                   "warmup_fraction": cfg.warmup_fraction, "warmup_lr": cfg.warmup_lr,
-                                   "proxy_file": store.proxy_path.name,
+                                   "warmup_epochs": cfg.warmup_epochs, "warmup_fraction": cfg.warmup_fraction,
+                                   "warmup_lr": cfg.warmup_lr, "proxy_file": store.proxy_path.name,
                                    "proxy_sha256": _file_hash(store.proxy_path)})
     _barrier(world_size)
-    optimizer = restore_proxy(model, store.load_proxy(), cfg.warmup_lr)
+    saved = store.load_proxy()
+    checkpoints = FeatureStore(store.path).meta.get("checkpoints")  # reread: rank 0 may have just written it
+    if checkpoints:
+        states = {c: {k.partition("/")[2]: v for k, v in saved.items() if k.startswith(f"{c}/")} for c in checkpoints}
+    else:
+        states = {"": saved}
+    restore_proxy(model, states[list(states)[-1]], cfg.warmup_lr)
     model.eval()
     if rank == 0 and cfg.rollout_backend == "vllm" and cfg.needs_rollouts:
         _save_adapter(model, store.path / ADAPTER_DIR)
     _barrier(world_size)
-    return model, tokenizer, optimizer
+    return model, tokenizer, states
 
 
 @contextmanager

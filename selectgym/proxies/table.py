@@ -31,6 +31,10 @@ import numpy as np
 from selectgym.errors import SelectgymError
 
 
+#: array name -> the ``selectgym features`` name that computes it (where the two differ)
+FEATURE_OF_ARRAY = {"pg_grad": "nice", "grpo_grad": "grpo", "grpo_signal": "grpo", "pass_rate": "grpo"}
+
+
 @dataclass
 class FeatureTable:
     """Per-example feature arrays aligned with ``ids``, plus free-form ``meta`` (config, projection...)."""
@@ -55,8 +59,9 @@ class FeatureTable:
         """An array by name; a clear error lists what the table has and how to compute the rest."""
         if name not in self.arrays:
             have = ", ".join(sorted(self.arrays)) or "nothing"
+            feature = FEATURE_OF_ARRAY.get(name.partition("@")[0], name.partition("@")[0])
             raise SelectgymError(f"features have no {name!r} (they have: {have}); recompute them with "
-                                 f"`selectgym features` and a config that enables {name!r}")
+                                 f"`selectgym features --features ... {feature}`")
         return self.arrays[name]
 
     def derived(self, key: tuple, build: Callable[[], Any]) -> Any:

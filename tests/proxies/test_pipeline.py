@@ -313,3 +313,53 @@ def test_nan_feature_names_the_example(small_suite, tmp_path, monkeypatch):
     first = load_pool(small_suite / "sft.jsonl").ids[0]
     with pytest.raises(SelectgymError, match=rf"'loss' is not finite .* example '{first}'"):
         compute_features(small_suite / "sft.jsonl", None, cfg, tmp_path, progress=False)
+
+
+# -- LESS's checkpoint schedule ----------------------------------------------------------------------------
+
+def test_less_schedule_feeds_the_multi_checkpoint_score(small_suite, tmp_path):
+    """warmup_epochs: gradients at every epoch's checkpoint, weighted by the epoch's mean LR in the LESS score."""
+    from selectgym.proxies.gradients import adam_state, grad_dim, sft_grads
+    from selectgym.proxies.projection import make_projector
+    from selectgym.selectors import get_selector
+
+    cfg = FeatureConfig(**{**SMALL, "warmup_epochs": 2, "warmup_fraction": 1.0, "features": ["grad", "grad_adam",
+                                                                                                "loss"]})
+    store = compute_features(small_suite / "sft.jsonl", small_suite / "validation.jsonl", cfg, tmp_path,
+                             progress=False)
+    train, val, _ = load_features(tmp_path)
+    lrs = train.meta["checkpoints"]
+    # 10 examples in batches of 4: 3 steps an epoch, 6 in all, 1 warm-up step, then linear decay to 0:
+    # LR factors 0, 1, .8 | .6, .4, .2 -> epoch means .6 and .4 of warmup_lr
+    assert list(lrs) == ["1", "2"]
+    assert lrs["1"] == pytest.approx(0.6 * cfg.warmup_lr) and lrs["2"] == pytest.approx(0.4 * cfg.warmup_lr)
+    assert {"grad@1", "grad@2", "grad_adam@1", "grad_adam@2", "grad", "grad_adam", "loss"} <= set(train.arrays)
+    assert {"grad@1", "grad@2", "grad"} <= set(val.arrays)
+    np.testing.assert_array_equal(train.get("grad_adam"), train.get("grad_adam@2"))
+    assert not np.allclose(train.get("grad_adam@1"), train.get("grad_adam@2"))
+
+    # checkpoint 1 recomputed by hand from the saved state
+    saved = store.load_proxy()
+    model, tok = load_proxy(cfg)
+    opt = restore_proxy(model, {k[2:]: v for k, v in saved.items() if k.startswith("1/")}, cfg.warmup_lr)
+    projector = make_projector(cfg.projection, grad_dim(model), cfg.dim, seed=cfg.seed)
+    pool = list(load_pool(small_suite / "sft.jsonl"))
+    np.testing.assert_allclose(train.get("grad@1"), sft_grads(model, tok, pool, projector=projector, batch_size=4,
+                                                              max_length=64), rtol=1e-4, atol=1e-5)
+    adam = sft_grads(model, tok, pool, projector=projector, batch_size=4, max_length=64, gradient_type="adam",
+                     optimizer_state=adam_state(model, opt))
+    np.testing.assert_allclose(train.get("grad_adam@1"), adam, rtol=1e-4, atol=1e-5)
+
+    # the LESS score is the LR-weighted sum of the per-checkpoint mean cosines
+    def mean_cos(a, b):
+        a = a / np.linalg.norm(a, axis=1, keepdims=True)
+        b = b / np.linalg.norm(b, axis=1, keepdims=True)
+        return (a @ b.T).mean(axis=1)
+
+    w1, w2 = lrs["1"] / (lrs["1"] + lrs["2"]), lrs["2"] / (lrs["1"] + lrs["2"])
+    expected = w1 * mean_cos(train.get("grad_adam@1"), val.get("grad@1")) + \
+        w2 * mean_cos(train.get("grad_adam@2"), val.get("grad@2"))
+    selection = get_selector("less").select(train, val, 10, seed=0)
+    np.testing.assert_allclose(selection.pool_scores, expected, rtol=1e-4, atol=1e-6)
+    single = mean_cos(train.get("grad_adam@2"), val.get("grad@2"))
+    assert not np.allclose(expected, single, atol=1e-4)
