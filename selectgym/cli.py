@@ -208,7 +208,8 @@ def _os_error(err: OSError) -> str:
             errno.ENOSPC: "the disk is full; free space or choose another path",
             errno.ENOENT: "check the path",
             errno.ENOTDIR: "a part of the path is a file, not a folder; check the path",
-            errno.EISDIR: "the path is a folder; give a file name"}.get(err.errno, "check the path")
+            errno.EISDIR: "the path is a folder; give a file name",
+            errno.EEXIST: "a file stands where a folder is needed; check the path"}.get(err.errno, "check the path")
     return f"{reason}:{where}; {hint}"
 
 
@@ -269,6 +270,11 @@ def quiet_third_party() -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     for name in ("transformers", "datasets", "peft", "trl", "accelerate", "httpx", "urllib3"):
         logging.getLogger(name).setLevel(logging.ERROR)
+    # libraries imported already read those variables at import: switch their bars off directly
+    if "datasets" in sys.modules:
+        sys.modules["datasets"].disable_progress_bars()
+    if "transformers" in sys.modules:
+        sys.modules["transformers"].utils.logging.disable_progress_bar()
 
 
 if __name__ == "__main__":

@@ -30,7 +30,6 @@ import numpy as np
 
 from selectgym.errors import SelectgymError
 
-
 #: array name -> the ``selectgym features`` name that computes it (where the two differ)
 FEATURE_OF_ARRAY = {"pg_grad": "nice", "grpo_grad": "grpo", "grpo_signal": "grpo", "pass_rate": "grpo"}
 

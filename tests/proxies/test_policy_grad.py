@@ -91,6 +91,18 @@ def test_nice_weights_by_hand():
         nice_weights(r, baseline="median")
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32, np.float16])
+def test_nice_falls_back_when_equal_rewards_cancel_up_to_rounding(dtype):
+    """0.7 - mean(0.7, 0.7, 0.7) is ~1e-17 in float64, not 0: the weights vanish all the same."""
+    rewards = np.array([[0.7, 0.7, 0.7], [0.1, 0.1, 0.1], [0.0, 0.0, 0.0], [0.7, 0.2, 0.7]], dtype=dtype)
+    assert np.float64(rewards[0, 0]) - np.mean(rewards[0].astype(np.float64)) != 0 or dtype != np.float64
+    w, fb = nice_weights(rewards, baseline="mean")
+    assert fb.tolist() == [True, True, True, False]
+    assert not w[:3].any()
+    _, fb = nice_weights(rewards)  # without a baseline a constant positive reward is signal; all zeros is not
+    assert fb.tolist() == [False, False, True, False]
+
+
 def test_nice_vanilla_equals_hand_assembled_reinforce_sum(tiny_lora, tokenizer, examples, rollout_grads):
     g_sum, _ = rollout_grads
     grads, info, gen = _nice(tiny_lora, tokenizer, examples, temperature=0.9, seed=7)
