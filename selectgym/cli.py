@@ -20,6 +20,7 @@ from typing import Any
 import yaml
 
 from selectgym import __version__
+from selectgym.budget import parse_budget
 from selectgym.errors import SelectgymError
 
 #: subcommand name -> module under ``selectgym.commands`` defining ``add_arguments(parser)`` and ``run(args)``.
@@ -63,12 +64,6 @@ def add_config_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", default=None, help="YAML file of settings; flags override it")
 
 
-def number(text: str) -> int | float:
-    """A budget on the command line: ``40`` is a count, ``0.05`` a share."""
-    value = float(text)
-    return int(value) if value.is_integer() and "." not in text else value
-
-
 def _mapping(text: str) -> dict[str, Any]:
     value = yaml.safe_load(text)
     if not isinstance(value, dict):
@@ -97,7 +92,7 @@ def add_dataclass_arguments(parser: argparse.ArgumentParser, cls: type, skip: Se
         if kind is bool:
             kwargs["action"] = argparse.BooleanOptionalAction
         elif f.name == "budget":
-            kwargs["type"] = number
+            kwargs["type"] = parse_budget
         elif origin is dict:
             kwargs["type"] = _mapping
         elif origin is list:
@@ -142,8 +137,8 @@ def _kind(action: argparse.Action) -> str:
     """What a flag takes, in words, for an error message."""
     if isinstance(action, (argparse.BooleanOptionalAction, argparse._StoreTrueAction, argparse._StoreFalseAction)):
         return "true or false"
-    names = {int: "a whole number", float: "a number", str: "a word or path", number: "a share like 0.05 or a count",
-             _mapping: "a mapping like {lr: 1.0}"}
+    names = {int: "a whole number", float: "a number", str: "a word or path",
+             parse_budget: "a share like 0.05 or a count", _mapping: "a mapping like {lr: 1.0}"}
     one = names.get(action.type, "a word or path" if action.type is None else getattr(action.type, "__name__", "?"))
     return f"a list of ({one})" if action.nargs in ("+", "*") or isinstance(action, argparse._AppendAction) else one
 

@@ -55,6 +55,12 @@ def features_for(policy: SavedPolicy, pool_path: str | Path | None, val_path: st
     return train, val, {"path": str(folder), "computed": computed, "cached": True, "megabytes": size / 2**20}
 
 
+def policy_features(policy_path: str | Path, pool_path: str | Path | None, val_path: str | Path | None,
+                    features_dir: str | Path | None, pool_check: str | Path | None = None):
+    """``features_for`` by the policy's path: ``(train, val, where they came from)``."""
+    return features_for(load_policy(policy_path), pool_path, val_path, features_dir, pool_check)
+
+
 def rollout(policy: SavedPolicy, table: FeatureTable, val_table: FeatureTable | None, budget: float | int,
             seed: int = 0) -> tuple[np.ndarray, list[int]]:
     """Roll the policy out greedily (best open cluster each step): table rows in selection order, clusters chosen."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from selectgym.budget import DEFAULT_SHARE, check_budget
 from selectgym.envs import CLUSTER_SELECT, FEATURE_SELECT, REWARDS
 from selectgym.envs.summaries import FEATURES
 from selectgym.errors import SelectgymError
@@ -43,7 +44,8 @@ class AgentConfig:
                                                      "a proportionally shorter n_steps keep the rollout and run "
                                                      "faster (benchmarks/results/env_speed.md)"})
     seed: int = field(default=0, metadata={"help": "seed of the agent, the envs and the evaluation"})
-    budget: float = field(default=0.05, metadata={"help": "examples per episode: a share in (0, 1) or a count"})
+    budget: float = field(default=DEFAULT_SHARE, metadata={
+        "help": "examples per episode: a share in (0, 1) or a count"})
     n_clusters: int = field(default=16, metadata={"help": "K-means clusters = actions"})
     batch_size: int = field(default=8, metadata={"help": "examples FeatureSelect takes per step"})
     order_by: str = field(default="alignment", metadata={
@@ -78,6 +80,7 @@ class AgentConfig:
         "help": "extra keyword arguments for the SB3 algorithm"})
 
     def __post_init__(self) -> None:
+        check_budget(self.budget)
         if self.algo not in ALGORITHMS:
             raise SelectgymError(f"algo {self.algo!r} is unknown; choose from {', '.join(ALGORITHMS)}")
         if self.env_id not in (FEATURE_SELECT, CLUSTER_SELECT):

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from selectgym.bench.report import FULL, markdown_table, plot, summarise
+from selectgym.budget import check_budget
 from selectgym.errors import SelectgymError
 from selectgym.proxies.table import FeatureTable
 from selectgym.utils import write_json
@@ -46,7 +47,8 @@ class BenchConfig:
     validation_size: int = field(default=48, metadata={"help": "target problems held out for evaluation"})
     methods: list[str] = field(default_factory=lambda: list(DEFAULT_METHODS), metadata={
         "help": "methods; 'gradalign:MODE' picks a GradAlign mode"})
-    budgets: list[float] = field(default_factory=lambda: [0.05], metadata={"help": "shares of the pool"})
+    budgets: list[float] = field(default_factory=lambda: [0.05], metadata={
+        "help": "budgets: shares of the pool in (0, 1) or whole counts"})
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2], metadata={"help": "seeds (selection + training)"})
     proxy: str = field(default="tiny", metadata={"help": "proxy model for features"})
     target: str = field(default="tiny", metadata={"help": "model fine-tuned on each selection"})
@@ -71,8 +73,7 @@ class BenchConfig:
             raise SelectgymError(f"unknown method(s) {unknown}; choose from {', '.join(METHOD_NEEDS)} "
                                  "(GradAlign modes as gradalign:sim|dot|align|learnalign|accgreedy|rand)")
         for b in self.budgets:
-            if not 0 < b < 1:
-                raise SelectgymError(f"budgets are shares of the pool in (0, 1); got {b}")
+            check_budget(b)
 
 
 def _merge(tables: list[FeatureTable]) -> FeatureTable:
@@ -136,16 +137,14 @@ class Bench:
         name, _, mode = method.partition(":")
         cost = sum(self.costs.get(k, 0.0) for k in METHOD_NEEDS[name])
         start = time.perf_counter()
-        if name == "policy":
-            from selectgym.agents.apply import apply_policy
+        from selectgym.selectors import get_selector
 
-            policy = self.policy(budget, seed, train, val)
-            sel = apply_policy(policy, budget=budget, seed=seed, table=train, val_table=val)
+        if name == "policy":  # trained here, then applied like any selector
+            options = {"policy_path": self.policy(budget, seed, train, val)}
         else:
-            from selectgym.selectors import get_selector
-
-            selector = get_selector(name, **({"mode": mode} if mode else {}))
-            sel = selector.select(train if train is not None else self._id_table(), val, budget, seed)
+            options = {"mode": mode} if mode else {}
+        sel = get_selector(name, **options).select(train if train is not None else self._id_table(), val, budget,
+                                                    seed)
         return list(sel.ids), cost + time.perf_counter() - start
 
     def policy(self, budget: float, seed: int, train: FeatureTable, val: FeatureTable | None) -> Path:

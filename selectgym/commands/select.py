@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import yaml
 
+from selectgym.budget import parse_budget
 from selectgym.cli import add_config_flag
 from selectgym.errors import SelectgymError
 from selectgym.proxies.store import FeatureStore
@@ -37,19 +38,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed for ties, rounds and random draws")
     parser.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                         help="a selector option, e.g. gradient_type=sgd or mode=accgreedy (repeatable)")
-
-
-def parse_budget(value: Any) -> float | int | None:
-    """``"0.05"`` -> 0.05, ``"40"`` -> 40, None stays None (then the method's default applies)."""
-    if value is None or (isinstance(value, (int, float)) and not isinstance(value, bool)):
-        return value
-    text = str(value).strip()
-    for kind in (int, float):
-        try:
-            return kind(text)
-        except ValueError:
-            continue
-    raise SelectgymError(f"--budget must be a share like 0.05 or a count like 100, got {value!r}")
 
 
 def parse_options(pairs: list[str]) -> dict[str, Any]:
@@ -101,7 +89,8 @@ def _select_with_method(args: argparse.Namespace):
 
 
 def _select_with_policy(args: argparse.Namespace):
-    from selectgym.agents.apply import apply_policy
+    from selectgym.agents.apply import policy_features
+    from selectgym.selectors import get_selector
 
     if args.option:
         raise SelectgymError("--option applies to --method selectors, not to --policy")
@@ -113,15 +102,15 @@ def _select_with_policy(args: argparse.Namespace):
         pool_path = pool_path or FeatureStore.open(args.features).meta.get("pool_path")
         if not pool_path:
             raise SelectgymError(f"{args.features} does not record its pool file; pass --pool FILE")
-    budget = parse_budget(args.budget)
-    selection = apply_policy(args.policy, None if args.features else args.pool,
-                             budget=0.05 if budget is None else budget, seed=args.seed, val_path=args.val,
-                             features_dir=args.features, pool_check=pool_path)
-    features = (selection.info or {}).get("features")
-    if features and features.get("cached"):
-        print(f"features for the policy are cached in {features['path']} ({features['megabytes']:.0f} MB, "
-              f"{'computed now' if features['computed'] else 'reused'}); delete that folder to free the space, or "
+    selector = get_selector("policy", policy_path=args.policy)
+    train, val, source = policy_features(args.policy, None if args.features else args.pool, args.val, args.features,
+                                         pool_path)
+    if source.get("cached"):
+        print(f"features for the policy are cached in {source['path']} ({source['megabytes']:.0f} MB, "
+              f"{'computed now' if source['computed'] else 'reused'}); delete that folder to free the space, or "
               f"compute them with `selectgym features --out DIR` and pass --features DIR")
+    budget = parse_budget(args.budget)
+    selection = selector.select(train, val, selector.default_budget if budget is None else budget, args.seed)
     return selection, pool_path, None
 
 

@@ -9,11 +9,11 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
+from selectgym.budget import resolve_budget
 from selectgym.envs.rewards import Reward, make_reward
 from selectgym.envs.summaries import FEATURES, cluster_labels, feature_matrix
 from selectgym.errors import SelectgymError
 from selectgym.proxies.table import FeatureTable
-from selectgym.selectors.base import resolve_budget
 
 
 def order_scores(x: np.ndarray, order_by: str) -> np.ndarray:

@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from selectgym.budget import check_budget
 from selectgym.errors import SelectgymError
 from selectgym.proxies.lora import ALL_LINEAR, LoraSpec
 
@@ -135,9 +136,7 @@ class FinetuneConfig:
     def _check_reselect(self) -> None:
         if self.reselect == "none":
             return
-        b = self.budget
-        if not (0 < b < 1 or (b >= 1 and float(b).is_integer())):
-            raise SelectgymError(f"budget must be a share in (0, 1) or a whole count >= 1, got {b}")
+        check_budget(self.budget)
         if self.method == "grpo":
             return
         if self.update_times < 1 or self.warmup_step < 1:

@@ -28,9 +28,20 @@ import numpy as np
 import torch
 from transformers import TrainerCallback
 
+from selectgym.budget import resolve_budget
 from selectgym.data.pool import Pool
 from selectgym.errors import SelectgymError
-from selectgym.selectors.base import resolve_budget
+from selectgym.finetune.trainers import build_trainer
+from selectgym.proxies.gradients import adam_state, grad_dim, sft_grads
+from selectgym.proxies.lora import attach_lora
+from selectgym.proxies.models import load_model
+from selectgym.proxies.policy_grad import grpo_candidate_grads, nice_validation_grads
+from selectgym.proxies.projection import make_projector
+from selectgym.proxies.rewards import RewardModelReward, VerifierReward
+from selectgym.proxies.rollouts import TransformersGenerator
+from selectgym.proxies.table import FeatureTable
+from selectgym.selectors import get_selector
+from selectgym.selectors.gradalign import GradAlignSelector
 
 log = logging.getLogger(__name__)
 
@@ -169,10 +180,6 @@ class GradientRescore:
             raise SelectgymError(f"gradient re-selection scores with less or nice, not {self.name!r}")
 
     def __call__(self, model, tokenizer, optimizer, pool: Pool, step: int) -> list[str]:
-        from selectgym.proxies.gradients import adam_state, grad_dim, sft_grads
-        from selectgym.proxies.projection import make_projector
-        from selectgym.proxies.table import FeatureTable
-        from selectgym.selectors import get_selector
 
         projector = make_projector("sjlt", grad_dim(model), self.dim, self.seed)
         state = adam_state(model, _torch_optimizer(optimizer))
@@ -181,10 +188,6 @@ class GradientRescore:
         if self.name == "less":
             val = {"grad": sft_grads(model, tokenizer, self.target.examples, **sizes)}
         else:
-            from selectgym.proxies.policy_grad import nice_validation_grads
-            from selectgym.proxies.rewards import VerifierReward
-            from selectgym.proxies.rollouts import TransformersGenerator
-
             grads, _ = nice_validation_grads(model, tokenizer, self.target.examples,
                                              TransformersGenerator(model, tokenizer), VerifierReward(),
                                              k=self.rollouts, max_new_tokens=self.max_new_tokens,
@@ -209,12 +212,6 @@ def make_rescore(cfg, target: Pool | None, pool_size: int) -> Rescore:
 # -- GradAlign's rounds for GRPO ----------------------------------------------------------------------------------
 def gradalign_round_table(model, tokenizer, chunk: Pool, target: Pool | None, cfg, reward, seed: int):
     """``(train, val)`` feature tables of one round: GRPO gradients, reward signal and pass rates."""
-    from selectgym.proxies.gradients import grad_dim
-    from selectgym.proxies.policy_grad import grpo_candidate_grads
-    from selectgym.proxies.projection import make_projector
-    from selectgym.proxies.rollouts import TransformersGenerator
-    from selectgym.proxies.table import FeatureTable
-
     projector = make_projector("sjlt", grad_dim(model), cfg.proj_dim, cfg.seed)
     generator = TransformersGenerator(model, tokenizer)
     options = {"k": cfg.rollouts, "temperature": cfg.temperature, "max_new_tokens": cfg.max_completion_length,
@@ -235,11 +232,6 @@ def gradalign_round_table(model, tokenizer, chunk: Pool, target: Pool | None, cf
 def gradalign_rounds(cfg, pool: Pool, target: Pool | None, callbacks: Sequence[TrainerCallback] = ()):
     """GradAlign: ``cfg.update_times`` rounds of score chunk -> keep ``chunk_size // q`` -> ``update_step`` GRPO
     steps. Returns ``(model, tokenizer, total steps, selections, log history of every round)``."""
-    from selectgym.finetune.train import build_trainer
-    from selectgym.proxies.lora import attach_lora
-    from selectgym.proxies.models import load_model
-    from selectgym.proxies.rewards import RewardModelReward, VerifierReward
-    from selectgym.selectors.gradalign import GradAlignSelector
 
     keep = resolve_budget(cfg.budget, len(pool))
     chunk_size = cfg.chunk_size or keep * cfg.q

@@ -11,8 +11,9 @@ import importlib
 import inspect
 from typing import Any
 
+from selectgym.budget import resolve_budget
 from selectgym.errors import SelectgymError
-from selectgym.selectors.base import Selection, Selector, resolve_budget
+from selectgym.selectors.base import Selection, Selector
 
 #: method name -> ``"module:Class"``, imported only when asked for.
 SELECTORS: dict[str, str] = {
@@ -21,7 +22,7 @@ SELECTORS: dict[str, str] = {
     "nice": "selectgym.selectors.nice:NiceSelector",
     "gradalign": "selectgym.selectors.gradalign:GradAlignSelector",
     "dpo_gap": "selectgym.selectors.dpo_gap:DpoGapSelector",
-    "policy": "selectgym.selectors.policy:PolicySelector",
+    "policy": "selectgym.agents.selector:PolicySelector",
 }
 
 

@@ -2,34 +2,15 @@
 
 from __future__ import annotations
 
-import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
 
+from selectgym.budget import DEFAULT_SHARE, resolve_budget
 from selectgym.errors import SelectgymError
 from selectgym.proxies.table import FeatureTable
-
-
-def resolve_budget(budget: float | int, n: int) -> int:
-    """A budget as a count: a float in (0, 1) is a share of the pool, an integer >= 1 a count (1.0 is refused)."""
-    if n <= 0:
-        raise SelectgymError("the pool is empty; there is nothing to select from")
-    if isinstance(budget, bool) or not isinstance(budget, (int, float)) or math.isnan(budget):
-        raise SelectgymError(f"budget must be a share in (0, 1) or a count >= 1, got {budget!r}")
-    if isinstance(budget, float) and budget == 1.0:
-        raise SelectgymError(f"budget 1.0 is ambiguous (one example, or the whole pool?); write 1 for one example, "
-                             f"or {n} to take the whole pool")
-    if isinstance(budget, float) and 0 < budget < 1:
-        return max(1, round(budget * n))
-    if budget >= 1 and float(budget).is_integer():
-        k = int(budget)
-        if k > n:
-            raise SelectgymError(f"budget {k} is above the pool size {n}; use at most {n} or a share like 0.05")
-        return k
-    raise SelectgymError(f"budget must be a share in (0, 1) or a whole count in [1, {n}], got {budget!r}")
 
 
 @dataclass
@@ -73,7 +54,7 @@ class Selector(ABC):
 
     name: ClassVar[str] = "selector"
     #: the share of the pool a user gets when they give no budget (the method's published default)
-    default_budget: ClassVar[float] = 0.05
+    default_budget: ClassVar[float] = DEFAULT_SHARE
 
     @abstractmethod
     def score(self, train: FeatureTable, val: FeatureTable | None, rng: np.random.Generator) -> np.ndarray:

@@ -30,9 +30,10 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from selectgym.budget import resolve_budget
 from selectgym.errors import SelectgymError
 from selectgym.proxies.table import FeatureTable
-from selectgym.selectors.base import Selection, Selector, normalise_rows, resolve_budget, top_k
+from selectgym.selectors.base import Selection, Selector, normalise_rows, top_k
 
 MODES = ("sim", "dot", "align", "learnalign", "accgreedy", "rand")
 NEEDS_VAL = ("sim", "dot")

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from selectgym.agents import AgentConfig, apply_policy, train_agent
+from selectgym.agents.selector import PolicySelector
 from selectgym.errors import SelectgymError
-from selectgym.selectors.policy import PolicySelector
 from tests.agents.conftest import suite_tables
 
 

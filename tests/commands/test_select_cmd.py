@@ -3,8 +3,9 @@ import json
 import numpy as np
 import pytest
 
+from selectgym.budget import parse_budget
 from selectgym.cli import main
-from selectgym.commands.select import parse_budget, parse_options
+from selectgym.commands.select import parse_options
 from selectgym.data import load_pool
 from selectgym.errors import SelectgymError
 from selectgym.proxies.store import FeatureStore
@@ -120,25 +121,31 @@ def test_missing_validation_table_is_a_clear_error(labelled, suite_dir, tmp_path
     assert "needs target (validation) features" in capsys.readouterr().err
 
 
-def test_policy_path_calls_apply_policy(monkeypatch, suite_dir, tmp_path, capsys):
+def test_policy_path_goes_through_the_policy_selector(monkeypatch, suite_dir, tmp_path, capsys):
     pool = load_pool(suite_dir / "sft.jsonl")
     calls = {}
+    table = FeatureTable(pool.ids, {"loss": np.zeros(len(pool))})
 
-    def apply_policy(policy_path, pool_path, budget, seed, val_path=None, features_dir=None, pool_check=None):
-        calls.update(policy=policy_path, pool=pool_path, budget=budget, seed=seed, val=val_path, feats=features_dir)
-        ids = pool.ids[-3:]
-        return Selection(ids, np.array([3.0, 2.0, 1.0]), "policy")
+    def policy_features(policy_path, pool_path, val_path, features_dir, pool_check=None):
+        calls.update(policy=policy_path, pool=pool_path, val=val_path, feats=features_dir)
+        return table, None, {"path": "cache", "computed": True, "cached": True, "megabytes": 12.0}
 
-    monkeypatch.setattr("selectgym.agents.apply.apply_policy", apply_policy)
+    def select(self, train, val, budget, seed):
+        calls.update(selector=str(self.policy_path), budget=budget, seed=seed, rows=len(train))
+        return Selection(pool.ids[-3:], np.array([3.0, 2.0, 1.0]), "policy")
+
+    monkeypatch.setattr("selectgym.agents.apply.policy_features", policy_features)
+    monkeypatch.setattr("selectgym.agents.selector.PolicySelector.select", select)
     out = tmp_path / "p.jsonl"
     assert main(["select", "--policy", "pol.zip", "--pool", str(suite_dir / "sft.jsonl"), "--budget", "0.2",
                  "--val", "v.jsonl", "--seed", "4", "--out", str(out)]) == 0
-    assert calls == {"policy": "pol.zip", "pool": str(suite_dir / "sft.jsonl"), "budget": 0.2, "seed": 4,
-                     "val": "v.jsonl", "feats": None}
+    assert calls == {"policy": "pol.zip", "pool": str(suite_dir / "sft.jsonl"), "val": "v.jsonl", "feats": None,
+                     "selector": "pol.zip", "budget": 0.2, "seed": 4, "rows": len(pool)}
     assert [json.loads(line)["id"] for line in out.read_text().splitlines()] == pool.ids[-3:]
     rows = [json.loads(line) for line in (tmp_path / "p.scores.jsonl").read_text().splitlines()]
     assert [(r["rank"], r["score"]) for r in rows] == [(1, 3.0), (2, 2.0), (3, 1.0)]
-    assert "selected 3 of" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "selected 3 of" in printed and "features for the policy are cached in cache (12 MB" in printed
 
 
 def test_parsers():

@@ -43,7 +43,7 @@ def test_sft_moves_adapter_and_keeps_base(make_cfg, sft_pool, val_pool):
 
 
 def test_sft_loss_covers_the_completion_only(make_cfg, sft_pool, tokenizer):
-    from selectgym.finetune.train import build_trainer
+    from selectgym.finetune.trainers import build_trainer
     from selectgym.proxies.models import load_model
 
     model, tok = load_model("tiny")
@@ -98,7 +98,7 @@ def test_grpo_moves_adapter_and_keeps_base(make_cfg, suite_dir, reward_model_dir
 
 def test_verifier_reward_scores_each_completion_by_its_id(suite_dir):
     from selectgym.data import load_pool
-    from selectgym.finetune.train import VerifierReward
+    from selectgym.finetune.trainers import VerifierReward
 
     problems = load_pool(suite_dir / "verifiable.jsonl")[:3]
     reward = VerifierReward(problems)

@@ -59,7 +59,7 @@ def test_selection_is_deterministic_for_every_method(make_table):
 
 def test_registry_lists_every_method_and_resolves_lazily():
     assert set(SELECTORS) == {"random", "less", "nice", "gradalign", "dpo_gap", "policy"}
-    assert SELECTORS["policy"] == "selectgym.selectors.policy:PolicySelector"
+    assert SELECTORS["policy"] == "selectgym.agents.selector:PolicySelector"
     for name in ("random", "less", "nice", "gradalign", "dpo_gap"):
         cls = selector_class(name)
         assert issubclass(cls, Selector) and cls.name == name

@@ -1,4 +1,8 @@
-"""``PolicySelector``: a saved RL policy (``selectgym train-agent``) as a selector beside the classic ones."""
+"""``PolicySelector``: a saved RL policy (``selectgym train-agent``) as a selector beside the classic ones.
+
+It lives with the agents (it rolls one out) and is registered in ``selectgym.selectors.SELECTORS`` by its dotted
+path, so ``get_selector("policy", policy_path=...)`` reaches it without the selectors importing the agents.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from selectgym.agents.apply import apply_policy
 from selectgym.proxies.table import FeatureTable
 from selectgym.selectors.base import Selection, Selector
 
@@ -20,8 +25,6 @@ class PolicySelector(Selector):
 
     def score(self, train: FeatureTable, val: FeatureTable | None, rng: np.random.Generator) -> np.ndarray:
         """The policy's order over the whole pool: the first pick scores N, the last 1."""
-        from selectgym.agents.apply import apply_policy
-
         seed = int(rng.integers(2**31))
         order = apply_policy(self.policy_path, budget=len(train), seed=seed, table=train, val_table=val).ids
         position = {id_: i for i, id_ in enumerate(order)}
@@ -29,6 +32,4 @@ class PolicySelector(Selector):
 
     def select(self, train: FeatureTable, val: FeatureTable | None, budget: float | int, seed: int) -> Selection:
         """The policy's picks in order; a rollout stops at the budget, so it is not a cut of ``score``."""
-        from selectgym.agents.apply import apply_policy
-
         return apply_policy(self.policy_path, budget=budget, seed=seed, table=train, val_table=val)
