@@ -45,7 +45,7 @@ if __name__ == "__main__":
     make_suite(suite, SuiteConfig(seed=args.seed, size=args.pool_size, validation_size=16))
 
     selection = apply_policy(args.policy, suite / "sft.jsonl", budget=args.budget, seed=args.seed,
-                             val_path=suite / "validation.jsonl", features_dir=out / "features")
+                             val_path=suite / "validation.jsonl", features_out=out / "features")
 
     useful = {ex.id: bool(ex.meta.get("useful")) for ex in load_pool(suite / "sft.jsonl")}
     picked = sum(useful[i] for i in selection.ids) / len(selection.ids)

@@ -4,7 +4,7 @@
 
 1. write the built-in suite (a pool with known clean, on-target examples and a validation set);
 2. compute the tiny proxy's features (gradients, losses, lengths, embeddings);
-3. train PPO on selectgym/FeatureSelect-v0 with the linear reward; save policy.zip + policy.json.
+3. train PPO on selectgym/FeatureSelect-v0 with the linear reward; save policy.zip (sidecar inside).
 """
 
 import argparse

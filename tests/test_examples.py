@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from selectgym.agents.policy_file import read_sidecar
+
 ROOT = Path(__file__).resolve().parents[1]
 pytest.importorskip("selectgym.proxies.pipeline")
 
@@ -24,7 +26,7 @@ def test_examples_train_apply_compare(tmp_path):
     out = run("train_agent.py", "--out", str(tmp_path / "agent"), "--pool-size", "48", "--feature-dim", "32",
               "--timesteps", "512", "--n-clusters", "4")
     policy = tmp_path / "agent" / "policy.zip"
-    assert policy.exists() and policy.with_suffix(".json").exists()
+    assert policy.exists() and read_sidecar(policy)["algorithm"]
     assert "trained on 48 examples" in out
 
     # the real pipeline end to end: a policy from one pool selects from a differently seeded pool of another size

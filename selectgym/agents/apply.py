@@ -18,14 +18,14 @@ log = logging.getLogger(__name__)
 
 
 def features_for(policy: SavedPolicy, pool_path: str | Path | None, val_path: str | Path | None,
-                 features_dir: str | Path | None,
-                 pool_check: str | Path | None = None) -> tuple[FeatureTable, FeatureTable | None, dict[str, Any]]:
+                 features_dir: str | Path | None, pool_check: str | Path | None = None,
+                 features_out: str | Path | None = None) -> tuple[FeatureTable, FeatureTable | None, dict[str, Any]]:
     """The features a policy acts on, and where they came from (``path``, ``computed``, ``cached``, ``megabytes``).
 
     With ``features_dir`` the store there is read as it is (never recomputed or repointed), after checking that
     ``pool_check`` (a pool file) still has the content it was computed from. Otherwise the features of
-    ``pool_path`` (and ``val_path``) are computed with the feature config recorded beside the policy, into a
-    cache folder under ``$SELECTGYM_CACHE/features`` (reused when the same pool comes again).
+    ``pool_path`` (and ``val_path``) are computed with the feature config recorded with the policy, into
+    ``features_out`` or a cache folder under ``$SELECTGYM_CACHE/features`` (reused when the same pool comes again).
     """
     from selectgym.proxies.pipeline import FeatureConfig, compute_features, load_features
     from selectgym.proxies.provenance import check_unchanged
@@ -46,13 +46,14 @@ def features_for(policy: SavedPolicy, pool_path: str | Path | None, val_path: st
                              f"against a target set: pass --val FILE (the target/validation examples)")
     key = stable_hash({"pool": str(Path(pool_path).resolve()), "val": str(Path(val_path).resolve())
                        if val_path else None, "config": config})
-    folder = cache_dir() / "features" / key
+    folder = Path(features_out) if features_out is not None else cache_dir() / "features" / key
     log.info("computing the policy's features into %s (delete it to free the space)", folder)
     store = compute_features(pool_path, val_path, FeatureConfig(**config), folder, progress=False)
     train, val, _ = load_features(folder)
     size = sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
     computed = bool(store.last_run and store.last_run.get("computed"))
-    return train, val, {"path": str(folder), "computed": computed, "cached": True, "megabytes": size / 2**20}
+    return train, val, {"path": str(folder), "computed": computed, "cached": features_out is None,
+                        "megabytes": size / 2**20}
 
 
 def policy_features(policy_path: str | Path, pool_path: str | Path | None, val_path: str | Path | None,
@@ -76,17 +77,18 @@ def rollout(policy: SavedPolicy, table: FeatureTable, val_table: FeatureTable | 
 def apply_policy(policy_path: str | Path, pool_path: str | Path | None = None, *, budget: float | int, seed: int = 0,
                  val_path: str | Path | None = None, features_dir: str | Path | None = None,
                  table: FeatureTable | None = None, val_table: FeatureTable | None = None,
-                 pool_check: str | Path | None = None) -> Selection:
+                 pool_check: str | Path | None = None, features_out: str | Path | None = None) -> Selection:
     """Select ``budget`` examples of a pool with a saved policy; ids come back in selection order.
 
-    Features come from ``table``/``val_table`` if given, else from ``features_dir``, else they are computed
-    for ``pool_path`` (and ``val_path``) with the feature config recorded beside the policy. Scores count
-    down from ``k`` (first pick) to 1; ``info`` lists the clusters chosen step by step.
+    Features come from ``table``/``val_table`` if given, else from the store in ``features_dir`` (read as it is),
+    else they are computed for ``pool_path`` (and ``val_path``) with the feature config recorded with the policy,
+    into ``features_out`` or the cache. Scores count down from ``k`` (first pick) to 1; ``info`` lists the
+    clusters chosen step by step and, for features read or computed here, where they are.
     """
     policy = load_policy(policy_path)
     source = None
     if table is None:
-        table, val_table, source = features_for(policy, pool_path, val_path, features_dir, pool_check)
+        table, val_table, source = features_for(policy, pool_path, val_path, features_dir, pool_check, features_out)
     rows, slots = rollout(policy, table, val_table, budget, seed)
     k = len(rows)
     info: dict[str, Any] = {"policy": str(policy.path), "algorithm": policy.sidecar["algorithm"],

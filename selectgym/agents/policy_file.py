@@ -1,13 +1,16 @@
-"""A saved policy: the SB3 zip plus a JSON sidecar (same stem) saying what it observes and expects.
+"""A saved policy: one SB3 zip whose ``selectgym.json`` entry (the sidecar) says what it observes and expects.
 
-The sidecar records the env id and settings, the observation schema (``n_clusters``, per-cluster stats,
-features observed), the feature arrays and feature config it was trained on, the reward, the algorithm
-and the versions. ``load_policy`` rebuilds the agent and checks new features against that record.
+SB3 reads only its own entries of the archive, so the sidecar travels inside it; policies saved as two files
+(``policy.zip`` + ``policy.json``, before the sidecar moved in) still load. The sidecar records the env id
+and settings, the observation schema (``n_clusters``, per-cluster stats, features observed), the feature
+arrays and feature config it was trained on, the reward, the algorithm and the versions. ``load_policy``
+rebuilds the agent and checks new features against that record.
 """
 
 from __future__ import annotations
 
 import json
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,7 +24,7 @@ from selectgym.envs.selection import SelectionEnv
 from selectgym.envs.summaries import available_features
 from selectgym.errors import SelectgymError
 from selectgym.proxies.table import FeatureTable
-from selectgym.utils import atomic_path, write_json
+from selectgym.utils import atomic_path
 
 FORMAT = "selectgym-policy/1"
 #: observed features that need the target (validation) table
@@ -31,9 +34,43 @@ SCHEMA_SETTINGS = ("model", "projection", "dim", "seed", "lora_r", "lora_alpha",
                    "gradient_type", "adam_eps")
 
 
+#: the sidecar's name inside the policy zip
+SIDECAR_ENTRY = "selectgym.json"
+
+
 def sidecar_path(policy_path: str | Path) -> Path:
-    """``policy.zip`` -> ``policy.json``."""
+    """``policy.zip`` -> ``policy.json``: where a two-file policy kept its sidecar."""
     return Path(policy_path).with_suffix(".json")
+
+
+def read_sidecar(path: str | Path) -> dict[str, Any]:
+    """The sidecar inside the policy zip, else beside it (two-file policies); one-line errors otherwise."""
+    path = Path(path)
+    if not path.exists():
+        raise SelectgymError(f"policy file {path} not found; train one with `selectgym train-agent`")
+    damaged = f"{path} is not a readable policy ({{}}); copy it again or retrain it with `selectgym train-agent`"
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+            text = archive.read(SIDECAR_ENTRY).decode("utf-8") if SIDECAR_ENTRY in names else None
+    except (zipfile.BadZipFile, OSError, UnicodeDecodeError) as err:
+        raise SelectgymError(damaged.format(f"{type(err).__name__}: {err}")) from None
+    if "data" not in names:  # every SB3 archive has its 'data' entry: this is a cut or foreign zip
+        raise SelectgymError(damaged.format("no stable-baselines3 'data' entry in the zip"))
+    where = f"{path}:{SIDECAR_ENTRY}"
+    if text is None:
+        side = sidecar_path(path)
+        if not side.exists():
+            raise SelectgymError(f"{path} has no sidecar ({SIDECAR_ENTRY} inside or {side.name} beside it); save "
+                                 f"policies with selectgym.agents.save_policy")
+        text, where = side.read_text(encoding="utf-8"), str(side)
+    try:
+        sidecar = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise SelectgymError(f"{where}: not valid JSON ({err})") from None
+    if not isinstance(sidecar, dict):
+        raise SelectgymError(f"{where}: a policy sidecar is a JSON object; copy it again or retrain the policy")
+    return sidecar
 
 
 def describe_policy(algo: str, env_id: str, env: SelectionEnv, env_kwargs: dict[str, Any],
@@ -53,13 +90,15 @@ def describe_policy(algo: str, env_id: str, env: SelectionEnv, env_kwargs: dict[
 
 
 def save_policy(model, path: str | Path, sidecar: dict[str, Any]) -> Path:
-    """Write ``path`` (the SB3 zip) and its sidecar, each atomically."""
+    """Write ``path``: the SB3 zip with the sidecar inside, atomically (one file, one rename)."""
     path = Path(path)
     if path.suffix != ".zip":
         raise SelectgymError(f"a policy file must end in .zip, got {path}")
-    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
-        model.save(fh)
-    write_json(sidecar_path(path), sidecar)
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as fh:
+            model.save(fh)
+        with zipfile.ZipFile(tmp, "a") as archive:
+            archive.writestr(SIDECAR_ENTRY, json.dumps(sidecar, indent=2, sort_keys=True, default=str))
     return path
 
 
@@ -148,17 +187,8 @@ def load_policy(path: str | Path, table: FeatureTable | None = None,
                 val_table: FeatureTable | None = None) -> SavedPolicy:
     """Load a policy and its sidecar; with ``table``, also check that those features fit it."""
     path = Path(path)
-    side = sidecar_path(path)
-    if not path.exists():
-        raise SelectgymError(f"policy file {path} not found; train one with `selectgym train-agent`")
-    if not side.exists():
-        raise SelectgymError(f"{path} has no sidecar {side.name}; save policies with selectgym.agents.save_policy")
-    try:
-        sidecar = json.loads(side.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise SelectgymError(f"{side}: not valid JSON ({err})") from None
-    if not isinstance(sidecar, dict):
-        raise SelectgymError(f"{side}: a policy sidecar is a JSON object; copy it again or retrain the policy")
+    sidecar = read_sidecar(path)
+    side = f"{path.name}'s sidecar"
     if sidecar.get("format") != FORMAT:
         raise SelectgymError(f"{side}: format {sidecar.get('format')!r} is not {FORMAT!r}; retrain the policy "
                              f"with this selectgym version")

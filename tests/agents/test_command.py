@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
 
+from selectgym.agents.policy_file import read_sidecar
 from selectgym.cli import main
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -36,7 +36,7 @@ def test_train_agent_on_computed_features(suite_dir, tmp_path, capsys):
                  "--n-clusters", "4", "--budget", "12", "--eval-freq", "256", "--no-progress-bar", "--out", str(out),
                  "--seed", "3"])
     assert code == 0, capsys.readouterr().err
-    side = json.loads(out.with_suffix(".json").read_text())
+    side = read_sidecar(out)
     assert side["config"]["seed"] == 3 and side["config"]["timesteps"] == 512 and side["algorithm"] == "ppo"
     assert side["config"]["reward_kwargs"] == {"lr": 1.0, "redundancy": 0.5}  # from the YAML file
     assert side["feature_config"] is not None and side["feature_config"]["dim"] == 32

@@ -9,7 +9,7 @@ import pytest
 
 import selectgym
 from selectgym.agents import AgentConfig, load_policy, train_agent
-from selectgym.agents.policy_file import sidecar_path
+from selectgym.agents.policy_file import read_sidecar, sidecar_path
 from selectgym.envs.feature_select import CLUSTER_STATS
 from selectgym.errors import SelectgymError
 from selectgym.proxies.table import FeatureTable
@@ -32,7 +32,8 @@ def test_predict_is_the_same_after_loading(tables, tmp_path, algo):
 
 def test_sidecar_describes_the_policy(ppo_policy):
     path, _ = ppo_policy
-    side = json.loads(path.with_suffix(".json").read_text())
+    assert not path.with_suffix(".json").exists()  # one file: the sidecar lives inside the zip
+    side = read_sidecar(path)
     assert side["algorithm"] == "ppo" and side["env_id"] == "selectgym/FeatureSelect-v0"
     assert side["selectgym_version"] == selectgym.__version__
     assert side["observation"]["n_clusters"] == 8 and side["observation"]["stats"] == list(CLUSTER_STATS)
@@ -79,9 +80,18 @@ def test_missing_files_are_errors(tmp_path, ppo_policy):
         load_policy(tmp_path / "nope.zip")
     path, _ = ppo_policy
     lonely = tmp_path / "lonely.zip"
-    lonely.write_bytes(path.read_bytes())
-    with pytest.raises(SelectgymError, match="has no sidecar lonely.json"):
+    load_policy(path).model.save(lonely)  # SB3's own zip, without selectgym's sidecar
+    with pytest.raises(SelectgymError, match=r"has no sidecar \(selectgym.json inside or lonely.json beside it\)"):
         load_policy(lonely)
+
+
+def test_two_file_policies_still_load(tmp_path, ppo_policy, tables):
+    path, model = ppo_policy
+    legacy = tmp_path / "legacy.zip"
+    model.save(legacy)
+    sidecar_path(legacy).write_text(json.dumps(read_sidecar(path)))
+    obs = load_policy(path).make_env(*tables, budget=30).reset(seed=0)[0]
+    assert load_policy(legacy).act(obs, np.ones(8, dtype=bool)) == load_policy(path).act(obs, np.ones(8, dtype=bool))
 
 
 def test_other_projection_dim_or_settings_are_refused(ppo_policy, tables):
@@ -105,7 +115,6 @@ def test_damaged_policy_zip_is_a_one_line_error(tmp_path, ppo_policy, damage):
     broken = tmp_path / "broken.zip"
     data = path.read_bytes()
     broken.write_bytes(data[:len(data) // 2] if damage == "truncated" else np.random.default_rng(0).bytes(4096))
-    sidecar_path(broken).write_text(sidecar_path(path).read_text())
     with pytest.raises(SelectgymError, match="broken.zip is not a readable policy") as err:
         load_policy(broken)
     assert "\n" not in str(err.value)

@@ -79,7 +79,7 @@ def test_eval_and_checkpoints_are_written(tables, tmp_path):
     assert evaluations["timesteps"].tolist() == [512, 1024]
     assert list((tmp_path / "run" / "logs").glob("events.out.tfevents.*"))
     saved = sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir())
-    assert saved == ["policy_1024.json", "policy_1024.zip", "policy_512.json", "policy_512.zip"]
+    assert saved == ["policy_1024.zip", "policy_512.zip"]
 
 
 @pytest.mark.parametrize(("kwargs", "message"), [
