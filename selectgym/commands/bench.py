@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-from selectgym.cli import add_config_flag, add_dataclass_arguments, dataclass_from_args
+from selectgym.commands.options import add_config_flag, add_dataclass_arguments, dataclass_from_args
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from selectgym.cli import add_config_flag
+from selectgym.commands.options import add_config_flag
 
 #: GradAlign in ``align`` mode: the demo's random-weight proxy solves no validation problem, so ``sim``/``dot``
 #: have no validation direction to align with (they say so in one line when asked for).

@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from selectgym.cli import add_config_flag, add_dataclass_arguments, dataclass_from_args
+from selectgym.commands.options import add_config_flag, add_dataclass_arguments, dataclass_from_args
 from selectgym.errors import SelectgymError
 
 

@@ -12,7 +12,7 @@ import argparse
 import json
 from pathlib import Path
 
-from selectgym.cli import add_config_flag, add_dataclass_arguments, dataclass_from_args
+from selectgym.commands.options import add_config_flag, add_dataclass_arguments, dataclass_from_args
 from selectgym.errors import SelectgymError
 from selectgym.finetune.config import FinetuneConfig
 

@@ -7,7 +7,7 @@ import json
 from collections import Counter
 from pathlib import Path
 
-from selectgym.cli import add_config_flag
+from selectgym.commands.options import add_config_flag
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -18,7 +18,7 @@ import numpy as np
 import yaml
 
 from selectgym.budget import parse_budget
-from selectgym.cli import add_config_flag
+from selectgym.commands.options import add_config_flag
 from selectgym.errors import SelectgymError
 from selectgym.proxies.store import FeatureStore
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from selectgym.cli import add_config_flag, add_dataclass_arguments, dataclass_from_args
+from selectgym.commands.options import add_config_flag, add_dataclass_arguments, dataclass_from_args
 from selectgym.errors import SelectgymError
 
 
