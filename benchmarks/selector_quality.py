@@ -27,10 +27,11 @@ import numpy as np
 from selectgym.data import load_pool
 from selectgym.data.suite import SuiteConfig, make_suite
 from selectgym.errors import SelectgymError
-from selectgym.proxies.pipeline import FeatureConfig, compute_features, derive_seed, load_features, load_proxy
+from selectgym.proxies.pipeline import FeatureConfig, compute_features, load_features
+from selectgym.proxies.proxy import load_proxy
 from selectgym.proxies.rewards import Reward, VerifierReward
 from selectgym.selectors import get_selector
-from selectgym.utils import atomic_path, write_json
+from selectgym.utils import atomic_path, derive_seed, write_json
 
 CLEAN_METHODS = {  # label -> (selector name, options, which feature run)
     "random": ("random", {}, "sft"),
@@ -110,9 +111,9 @@ def noisy_grpo(args: Args, suite: Path, seed: int, clean: tuple) -> tuple[tuple,
     corrupted reward on the same warmed-up proxy.
     """
     from selectgym.proxies.gradients import grad_dim
-    from selectgym.proxies.pipeline import restore_proxy
     from selectgym.proxies.policy_grad import grpo_candidate_grads
     from selectgym.proxies.projection import make_projector
+    from selectgym.proxies.proxy import restore_proxy
     from selectgym.proxies.rollouts import make_generator
     from selectgym.proxies.store import FeatureStore
     from selectgym.proxies.table import FeatureTable

@@ -89,3 +89,8 @@ def stable_hash(obj: Any, n: int = 16) -> str:
     """Hex digest of the canonical JSON of ``obj``: same content, same hash, on any machine."""
     blob = json.dumps(obj, sort_keys=True, ensure_ascii=False, default=str).encode("utf-8")
     return hashlib.sha256(blob).hexdigest()[:n]
+
+
+def derive_seed(seed: int, *parts: Any) -> int:
+    """A 31-bit seed for one stage or shard, the same in every process and on every resume."""
+    return int(stable_hash([seed, *parts], 8), 16) & 0x7FFFFFFF

@@ -17,7 +17,8 @@ from selectgym.errors import SelectgymError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from selectgym.proxies.pipeline import FEATURES, FeatureConfig
+    from selectgym.proxies.feature_config import FeatureConfig
+    from selectgym.proxies.features import FEATURES
 
     add_config_flag(parser)
     parser.add_argument("--pool", default=None, help="training pool file (.jsonl, .json or .parquet)")
@@ -43,7 +44,10 @@ def feature_list(value) -> list[str] | None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from selectgym.proxies.pipeline import FeatureConfig, compute_features, dist_env, nice_summary
+    from selectgym.proxies.distributed import dist_env
+    from selectgym.proxies.feature_config import FeatureConfig
+    from selectgym.proxies.features import nice_summary
+    from selectgym.proxies.pipeline import compute_features
 
     if not args.pool:
         raise SelectgymError("--pool FILE is required: the training pool to compute features for")

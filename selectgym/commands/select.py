@@ -80,7 +80,7 @@ def _select_with_method(args: argparse.Namespace):
     budget = parse_budget(args.budget)
     selection = selector.select(train, val, selector.default_budget if budget is None else budget, args.seed)
     if args.method == "nice":
-        from selectgym.proxies.pipeline import nice_summary
+        from selectgym.proxies.features import nice_summary
 
         summary = nice_summary(meta.get("nice"))
         if summary:

@@ -11,22 +11,15 @@ import torch
 from selectgym.data.io import load_pool, save_pool
 from selectgym.data.pool import Example
 from selectgym.errors import SelectgymError
+from selectgym.proxies import pipeline
+from selectgym.proxies.feature_config import FeatureConfig
+from selectgym.proxies.features import response_lengths
 from selectgym.proxies.lora import lora_parameters
-from selectgym.proxies.pipeline import (
-    FeatureConfig,
-    _Proxy,
-    check_pools,
-    compute_features,
-    derive_seed,
-    load_features,
-    load_proxy,
-    proxy_state,
-    response_lengths,
-    restore_proxy,
-    store_material,
-)
+from selectgym.proxies.pipeline import check_pools, compute_features, load_features, store_material
+from selectgym.proxies.proxy import load_proxy, proxy_state, restore_proxy
 from selectgym.proxies.store import FeatureStore, store_key
 from selectgym.proxies.warmup import sft_losses, warmup, warmup_subset
+from selectgym.utils import derive_seed
 
 SMALL = {"model": "tiny", "dim": 256, "max_length": 64, "batch_size": 4, "shard_size": 4, "warmup_steps": 2,
          "warmup_fraction": 0.5, "k": 2, "max_new_tokens": 8, "seed": 0}
@@ -244,16 +237,16 @@ def test_key_changes_with_config_and_pool(small_suite):
 def test_resume_after_a_crash_equals_a_clean_run(small_suite, tmp_path, monkeypatch):
     cfg = FeatureConfig(**SMALL, features=["grad", "loss", "length"])
     pool, val = small_suite / "sft.jsonl", small_suite / "validation.jsonl"
-    real = _Proxy.train_shard
+    real = pipeline.train_shard
     calls = []
 
-    def crash_on_second(self, examples):
+    def crash_on_second(proxy, examples):
         calls.append(examples[0].id)
         if len(calls) == 2:
             raise RuntimeError("killed")
-        return real(self, examples)
+        return real(proxy, examples)
 
-    monkeypatch.setattr(_Proxy, "train_shard", crash_on_second)
+    monkeypatch.setattr(pipeline, "train_shard", crash_on_second)
     with pytest.raises(RuntimeError, match="killed"):
         compute_features(pool, val, cfg, tmp_path / "a", progress=False)
     store = FeatureStore.open(tmp_path / "a")
@@ -262,7 +255,7 @@ def test_resume_after_a_crash_equals_a_clean_run(small_suite, tmp_path, monkeypa
     before = (first.read_bytes(), os.stat(first).st_mtime_ns)
     proxy_before = store.proxy_path.read_bytes()
 
-    monkeypatch.setattr(_Proxy, "train_shard", real)
+    monkeypatch.setattr(pipeline, "train_shard", real)
     resumed = compute_features(pool, val, cfg, tmp_path / "a", progress=False)
     assert resumed.last_run == {"computed": 6 + 4, "reused": 4}
     assert (first.read_bytes(), os.stat(first).st_mtime_ns) == before
@@ -298,9 +291,9 @@ def test_pool_errors(small_suite, tmp_path):
 
 
 def test_nan_feature_names_the_example(small_suite, tmp_path, monkeypatch):
-    import selectgym.proxies.pipeline as pipeline
+    from selectgym.proxies import proxy
 
-    real = pipeline.load_proxy
+    real = proxy.load_proxy
 
     def broken_proxy(cfg):
         model, tok = real(cfg)
@@ -308,7 +301,7 @@ def test_nan_feature_names_the_example(small_suite, tmp_path, monkeypatch):
             next(p for n, p in model.named_parameters() if "norm" in n).fill_(float("nan"))
         return model, tok
 
-    monkeypatch.setattr(pipeline, "load_proxy", broken_proxy)
+    monkeypatch.setattr(proxy, "load_proxy", broken_proxy)
     cfg = FeatureConfig(**{**SMALL, "warmup_steps": 0}, features=["loss"])
     first = load_pool(small_suite / "sft.jsonl").ids[0]
     with pytest.raises(SelectgymError, match=rf"'loss' is not finite .* example '{first}'"):
@@ -363,3 +356,40 @@ def test_less_schedule_feeds_the_multi_checkpoint_score(small_suite, tmp_path):
     np.testing.assert_allclose(selection.pool_scores, expected, rtol=1e-4, atol=1e-6)
     single = mean_cos(train.get("grad_adam@2"), val.get("grad@2"))
     assert not np.allclose(expected, single, atol=1e-4)
+
+
+# -- the feature registry ----------------------------------------------------------------------------------
+
+class ResponseChars:
+    """A feature written as one class: characters of each response (train) and of each reference (val)."""
+
+    name = "chars"
+    help = "response characters"
+    train_arrays = ("chars",)
+    val_arrays = ("chars",)
+
+    @classmethod
+    def check(cls, cfg, pool, val):
+        pass
+
+    @classmethod
+    def train(cls, proxy, examples, cache):
+        return {"chars": np.array([len(ex.target) for ex in examples], dtype=np.float32)}
+
+    @classmethod
+    def val(cls, proxy, examples, cache):
+        return cls.train(proxy, examples, cache)
+
+
+def test_a_new_feature_is_one_class_in_the_registry(small_suite, tmp_path, monkeypatch):
+    from selectgym.proxies.features import FEATURES
+
+    monkeypatch.setitem(FEATURES, "chars", ResponseChars)
+    cfg = FeatureConfig(**{**SMALL, "warmup_steps": 0}, features=["chars", "length"])
+    compute_features(small_suite / "sft.jsonl", small_suite / "validation.jsonl", cfg, tmp_path, progress=False)
+    train, val, _ = load_features(tmp_path)
+    pool = load_pool(small_suite / "sft.jsonl")
+    np.testing.assert_array_equal(train.get("chars"), [len(ex.target) for ex in pool])
+    assert val.has("chars") and val.has("grad") and train.has("length")
+    with pytest.raises(SelectgymError, match="unknown feature"):
+        FeatureConfig(features=["chars2"])
