@@ -88,7 +88,7 @@ class CoinFlipReward(Reward):
 
 def features(args: Args, suite: Path, seed: int) -> dict[str, tuple]:
     """The three feature runs the methods need: SFT pool (+NICE), preference pool, verifiable pool (+GRPO)."""
-    common = dict(model=args.model, dim=args.dim, warmup_steps=args.warmup_steps, k=args.k,
+    common = dict(model=args.model, proj_dim=args.dim, warmup_steps=args.warmup_steps, rollouts=args.k,
                   max_new_tokens=args.max_new_tokens, seed=seed, device="cpu")
     runs = {"sft": ("sft.jsonl", ["grad", "grad_adam", "nice"], "adam"),
             "pref": ("preference.jsonl", ["dpo_gap"], "sgd"),
@@ -122,14 +122,14 @@ def noisy_grpo(args: Args, suite: Path, seed: int, clean: tuple) -> tuple[tuple,
     rng = np.random.default_rng(derive_seed(seed, "corrupt"))
     corrupted = set(rng.choice(pool.ids, size=len(pool) // 2, replace=False).tolist())
     store = FeatureStore.open(Path(args.work) / f"features-grpo-{seed}")
-    cfg = FeatureConfig(**store.meta["config"])
+    cfg = FeatureConfig.from_dict(store.meta["config"])
     model, tokenizer = load_proxy(cfg)
     restore_proxy(model, store.load_proxy(), cfg.warmup_lr)
     model.eval()
-    projector = make_projector(cfg.projection, grad_dim(model), cfg.dim, seed=cfg.seed)
+    projector = make_projector(cfg.projection, grad_dim(model), cfg.proj_dim, seed=cfg.seed)
     grads, signal, pass_rate = grpo_candidate_grads(
         model, tokenizer, list(pool), make_generator("transformers", model=model, tokenizer=tokenizer),
-        CoinFlipReward(corrupted, derive_seed(seed, "coins")), k=cfg.k, std_normalise=cfg.std_normalise,
+        CoinFlipReward(corrupted, derive_seed(seed, "coins")), k=cfg.rollouts, std_normalise=cfg.std_normalise,
         temperature=cfg.temperature, max_new_tokens=cfg.max_new_tokens, projector=projector,
         batch_size=cfg.batch_size, max_length=cfg.max_length, seed=derive_seed(seed, "noisy-grpo"))
     table = FeatureTable(pool.ids, {"grpo_grad": np.asarray(grads, np.float64), "grpo_signal": np.asarray(signal),

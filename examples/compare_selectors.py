@@ -27,7 +27,7 @@ class Args:
     """seed of the pool and of every selector"""
     pool_size: int = 300
     """examples in the pool"""
-    feature_dim: int = 256
+    proj_dim: int = 256
     """projection dimension of the gradients"""
     budget: float = 0.1
     """share of the pool each selector picks"""
@@ -47,7 +47,7 @@ if __name__ == "__main__":
     suite = out / "suite"
     make_suite(suite, SuiteConfig(seed=args.seed, size=args.pool_size, validation_size=16))
     # the SFT pool for the policy and NICE; the verifiable twin (same ids) for GradAlign's GRPO gradients
-    common = {"model": "tiny", "dim": args.feature_dim, "seed": args.seed, "k": 2, "max_new_tokens": 8}
+    common = {"model": "tiny", "proj_dim": args.proj_dim, "seed": args.seed, "rollouts": 2, "max_new_tokens": 8}
     sft = FeatureConfig(features=["grad", "grad_adam", "loss", "length", "embedding", "nice"], **common)
     compute_features(suite / "sft.jsonl", suite / "validation.jsonl", sft, out / "features-sft")
     compute_features(suite / "verifiable.jsonl", suite / "validation.jsonl", FeatureConfig(features=["grpo"], **common),

@@ -25,7 +25,7 @@ class Args:
     """seed of the suite, the features and the agent"""
     pool_size: int = 400
     """examples in the built-in pool"""
-    feature_dim: int = 256
+    proj_dim: int = 256
     """projection dimension of the gradients"""
     timesteps: int = 20_000
     """env steps to train the agent for"""
@@ -49,7 +49,7 @@ if __name__ == "__main__":
     suite = out / "suite"
     make_suite(suite, SuiteConfig(seed=args.seed, size=args.pool_size, validation_size=16))
 
-    features = FeatureConfig(model="tiny", features=["grad", "loss", "length", "embedding"], dim=args.feature_dim,
+    features = FeatureConfig(model="tiny", features=["grad", "loss", "length", "embedding"], proj_dim=args.proj_dim,
                              seed=args.seed)
     compute_features(suite / "sft.jsonl", suite / "validation.jsonl", features, out / "features")
     train, val, store = load_features(out / "features")

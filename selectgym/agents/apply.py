@@ -48,7 +48,7 @@ def features_for(policy: SavedPolicy, pool_path: str | Path | None, val_path: st
                        if val_path else None, "config": config})
     folder = Path(features_out) if features_out is not None else cache_dir() / "features" / key
     log.info("computing the policy's features into %s (delete it to free the space)", folder)
-    store = compute_features(pool_path, val_path, FeatureConfig(**config), folder, progress=False)
+    store = compute_features(pool_path, val_path, FeatureConfig.from_dict(config), folder, progress=False)
     train, val, _ = load_features(folder)
     size = sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
     computed = bool(store.last_run and store.last_run.get("computed"))

@@ -23,6 +23,7 @@ from selectgym.agents.config import algorithm_class
 from selectgym.envs.selection import SelectionEnv
 from selectgym.envs.summaries import available_features
 from selectgym.errors import SelectgymError
+from selectgym.proxies.feature_config import RENAMED
 from selectgym.proxies.table import FeatureTable
 from selectgym.utils import atomic_path
 
@@ -30,7 +31,7 @@ FORMAT = "selectgym-policy/1"
 #: observed features that need the target (validation) table
 VAL_FEATURES = ("alignment",)
 #: feature-config settings that change what the observed numbers mean: a policy is applied only where they agree
-SCHEMA_SETTINGS = ("model", "projection", "dim", "seed", "lora_r", "lora_alpha", "lora_target_modules",
+SCHEMA_SETTINGS = ("model", "projection", "proj_dim", "seed", "lora_r", "lora_alpha", "lora_targets",
                    "gradient_type", "adam_eps")
 
 
@@ -145,8 +146,8 @@ class SavedPolicy:
             raise SelectgymError(f"policy {self.path.name} was trained on features of other shapes: "
                                  f"{'; '.join(wrong)}; recompute the features with the policy's feature config "
                                  f"(same proj dim)")
-        trained = self.sidecar.get("feature_config") or {}
-        given = table.meta.get("config") or {}
+        trained = {RENAMED.get(k, k): v for k, v in (self.sidecar.get("feature_config") or {}).items()}
+        given = {RENAMED.get(k, k): v for k, v in (table.meta.get("config") or {}).items()}
         differ = [f"{k} {given[k]!r} (policy: {trained[k]!r})" for k in SCHEMA_SETTINGS
                   if k in trained and k in given and trained[k] != given[k]]
         if differ:

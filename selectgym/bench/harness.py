@@ -52,7 +52,7 @@ class BenchConfig:
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2], metadata={"help": "seeds (selection + training)"})
     proxy: str = field(default="tiny", metadata={"help": "proxy model for features"})
     target: str = field(default="tiny", metadata={"help": "model fine-tuned on each selection"})
-    feature_dim: int = field(default=2048, metadata={"help": "projection dimension"})
+    proj_dim: int = field(default=2048, metadata={"help": "projected gradient dimension of the proxy features"})
     proxy_warmup_steps: int = field(default=20, metadata={"help": "LoRA warm-up steps of the proxy (Adam state)"})
     rollouts: int = field(default=4, metadata={"help": "samples per prompt for NICE / GradAlign"})
     max_new_tokens: int = field(default=8, metadata={"help": "generation length for rollouts and evaluation"})
@@ -116,9 +116,9 @@ class Bench:
 
         trains, vals = [], []
         for kind in self.needed_pools():
-            cfg = FeatureConfig(model=self.cfg.proxy, features=FEATURE_POOLS[kind], dim=self.cfg.feature_dim,
+            cfg = FeatureConfig(model=self.cfg.proxy, features=FEATURE_POOLS[kind], proj_dim=self.cfg.proj_dim,
                                 warmup_steps=self.cfg.proxy_warmup_steps, seed=self.cfg.suite_seed,
-                                k=self.cfg.rollouts, max_new_tokens=self.cfg.max_new_tokens)
+                                rollouts=self.cfg.rollouts, max_new_tokens=self.cfg.max_new_tokens)
             start = time.perf_counter()
             compute_features(suite / f"{kind}.jsonl", suite / "validation.jsonl", cfg, self.out / "features" / kind)
             self.costs[kind] = time.perf_counter() - start

@@ -15,7 +15,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     from selectgym.bench.harness import BenchConfig
 
     add_config_flag(parser)
-    parser.set_defaults(_fields=add_dataclass_arguments(parser, BenchConfig))
+    parser.set_defaults(_fields=add_dataclass_arguments(parser, BenchConfig), _renamed={"feature_dim": "proj_dim"})
 
 
 def run(args: argparse.Namespace) -> int:

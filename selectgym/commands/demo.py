@@ -35,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
 
     cfg = BenchConfig(out=args.out, suite_seed=args.seed, suite_size=args.size, methods=list(args.methods),
                       budgets=[args.budget], seeds=list(args.seeds), agent_timesteps=args.agent_timesteps,
-                      feature_dim=2048, validation_size=48)
+                      proj_dim=2048, validation_size=48)
     start = time.perf_counter()
     result = run_bench(cfg)
     print(result["table"])

@@ -17,7 +17,7 @@ from selectgym.errors import SelectgymError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from selectgym.proxies.feature_config import FeatureConfig
+    from selectgym.proxies.feature_config import RENAMED, FeatureConfig
     from selectgym.proxies.features import FEATURES
 
     add_config_flag(parser)
@@ -29,7 +29,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         f"embedding)")
     parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True,
                         help="show a progress bar (examples/s)")
-    parser.set_defaults(_config_fields=add_dataclass_arguments(parser, FeatureConfig, skip=("features",)))
+    parser.set_defaults(_config_fields=add_dataclass_arguments(parser, FeatureConfig, skip=("features",)),
+                        _renamed=RENAMED)
 
 
 def feature_list(value) -> list[str] | None:

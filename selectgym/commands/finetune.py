@@ -17,7 +17,9 @@ from selectgym.errors import SelectgymError
 from selectgym.finetune.config import FinetuneConfig
 
 #: config fields that get a short flag of their own instead of the generated one
-RENAMED = {"output_dir": "out"}
+OWN_FLAGS = {"output_dir": "out"}
+#: YAML keys of older versions -> today's (refused with a message naming the new one)
+RENAMED = {"reward": "completion_reward"}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -29,7 +31,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="output folder (adapter, checkpoints, metrics.json)")
     parser.add_argument("--merge", action="store_true", help="also merge the adapter into the base model and save "
                         "the full model to <out>/merged")
-    parser.set_defaults(_finetune_fields=add_dataclass_arguments(parser, FinetuneConfig, skip=tuple(RENAMED)))
+    parser.set_defaults(_finetune_fields=add_dataclass_arguments(parser, FinetuneConfig, skip=tuple(OWN_FLAGS)),
+                        _renamed=RENAMED)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -40,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
     for flag, path in (("--data", args.data), ("--eval", args.eval)):
         if path is not None and not Path(path).is_file():
             raise SelectgymError(f"{flag} {path}: no such file")
-    names = [*args._finetune_fields, *RENAMED]
+    names = [*args._finetune_fields, *OWN_FLAGS]
     cfg = dataclass_from_args(FinetuneConfig, args, names)
     result = train(cfg, args.data, eval_pool=args.eval)
     shown = {k: v for k, v in result.metrics.items() if not isinstance(v, (list, dict))}

@@ -83,9 +83,14 @@ def apply_config(parser: argparse.ArgumentParser, args: argparse.Namespace, argv
     actions = {a.dest: a for a in parser._actions}
     values = {k.replace("-", "_"): v for k, v in values.items()}
     unknown = sorted(set(values) - set(actions))
+    renamed = parser.get_default("_renamed") or {}
+    moved = [f"{k} is now {renamed[k]}" for k in unknown if k in renamed]
+    if moved:
+        raise SelectgymError(f"{path}: {'; '.join(moved)} (one name for one idea across the commands); rename the "
+                             f"key{'s' if len(moved) > 1 else ''}")
     if unknown:
-        raise SelectgymError(f"{path}: unknown setting(s) {', '.join(unknown)}; known: "
-                             f"{', '.join(sorted(set(actions) - {'help', 'config', '_run'}))}")
+        known = sorted(k for k in set(actions) - {"help", "config"} if not k.startswith("_"))
+        raise SelectgymError(f"{path}: unknown setting(s) {', '.join(unknown)}; known: {', '.join(known)}")
     parser.set_defaults(**{k: _yaml_value(actions[k], k, v, path) for k, v in values.items()})
     return parser.parse_args(argv)
 

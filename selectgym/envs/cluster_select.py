@@ -35,8 +35,22 @@ class ClusterSelectEnv(SelectionEnv):
     validation-loss drop with a redundancy penalty), ``proxy`` (validation-loss drop of the proxy after
     training on them; the paper's reward) or ``none``.
 
+    ## Starting State
+    No cluster taken (the observation is all zeros). Rows inside a cluster are ranked by ``order_by``; a random
+    order (the default ``none``) is drawn from ``self.np_random`` at ``reset(seed=...)``.
+
     ## Episode End
     Terminates when ``budget`` examples are selected; never truncates (every step adds rows).
+
+    ## Arguments
+    * ``table``, ``val_table``: the pool's and the target's ``FeatureTable``.
+    * ``budget``: a share of the pool in (0, 1) or a count (``selectgym.budget``).
+    * ``n_clusters``: K-means clusters = actions (64).
+    * ``order_by``: the feature that ranks rows inside the cluster that crosses the budget (``none``: random).
+    * ``features``, ``train_grad``, ``val_grad``: the per-example features computed for ``order_by`` and the
+      rewards.
+    * ``reward``, ``reward_kwargs``: the step reward (the paper's is ``proxy``) and its settings.
+    * ``cluster_feature``, ``cluster_seed``, ``labels``: what to cluster, the K-means seed, or given labels.
 
     ## Version History
     * v0: initial version.

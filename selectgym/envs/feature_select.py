@@ -48,8 +48,24 @@ class FeatureSelectEnv(SelectionEnv):
     validation-loss drop with a redundancy penalty), ``proxy`` (validation-loss drop of the proxy after
     training on it) or ``none``.
 
+    ## Starting State
+    Nothing taken: every slot holds all its examples, the budget is whole. Inside a slot examples come in
+    descending ``order_by`` score; only ties are ordered by ``self.np_random`` (seeded by ``reset(seed=...)``).
+
     ## Episode End
     Terminates when ``budget`` examples are selected; never truncates (every step takes rows).
+
+    ## Arguments
+    * ``table``, ``val_table``: the pool's and the target's ``FeatureTable`` (the target only for alignment and
+      the gradient rewards).
+    * ``budget``: a share of the pool in (0, 1) or a count (``selectgym.budget``).
+    * ``n_clusters``: K-means clusters = actions (16); ``batch_size``: examples per step (8).
+    * ``order_by``: the per-example feature that orders rows inside a cluster (``alignment``; ``-name`` for
+      ascending, ``none`` for a random order).
+    * ``features``: the observed features (default: every one the tables have).
+    * ``reward``, ``reward_kwargs``: the step reward and its settings.
+    * ``cluster_feature``, ``cluster_seed``, ``labels``: what to cluster, the K-means seed, or given labels.
+    * ``train_grad``, ``val_grad``: the gradient arrays alignment and the rewards read (``grad``).
 
     ## Version History
     * v0: initial version.

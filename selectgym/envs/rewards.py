@@ -146,7 +146,6 @@ class ProxyReward(Reward):
     def __init__(self, table: FeatureTable, val_table: FeatureTable | None = None, *, pool: Sequence,
                  val_pool: Sequence, model: str = "tiny", lr: float = 1e-3, steps: int = 2, val_subsample: int = 16,
                  max_length: int = 256, micro_batch: int = 16, lora_r: int = 8, seed: int = 0) -> None:
-        import torch
 
         from selectgym.proxies.lora import LoraSpec, attach_lora, lora_parameters
         from selectgym.proxies.models import load_model
@@ -166,9 +165,7 @@ class ProxyReward(Reward):
                          "max_length": max_length, "micro_batch": micro_batch, "lora_r": lora_r, "seed": seed}
         self.lr, self.steps, self.max_length, self.micro_batch = lr, steps, max_length, micro_batch
         base, self.tokenizer = load_model(model)
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)  # peft draws the LoRA A matrices from the global generator
-            self.model = attach_lora(base, LoraSpec(r=lora_r, alpha=2 * lora_r))
+        self.model = attach_lora(base, LoraSpec(r=lora_r, alpha=2 * lora_r), seed=seed)
         self.params = [p for _, p in lora_parameters(self.model)]
         self.initial = [p.detach().clone() for p in self.params]
         rng = np.random.default_rng(seed)
@@ -185,8 +182,10 @@ class ProxyReward(Reward):
         return collate(items, self.tokenizer.pad_token_id)
 
     def _loss(self, batch: dict):
-        labels = batch["input_ids"].masked_fill(batch["response_mask"] == 0, -100)
-        return self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=labels).loss
+        """The SFT loss of ALGORITHMS.md section 1 (token mean per response, then the batch mean), as everywhere."""
+        from selectgym.proxies.gradients import sequence_losses
+
+        return sequence_losses(self.model, batch).mean()
 
     def _val_loss(self) -> float:
         import torch

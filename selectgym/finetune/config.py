@@ -53,7 +53,7 @@ class FinetuneConfig:
     num_generations: int = field(default=4, metadata={"help": "GRPO: completions per prompt (the group)"})
     max_completion_length: int = field(default=16, metadata={"help": "GRPO: tokens per sampled completion"})
     temperature: float = field(default=1.0, metadata={"help": "GRPO: sampling temperature"})
-    reward: str = field(default="verifier", metadata={
+    completion_reward: str = field(default="verifier", metadata={
         "help": "GRPO reward: 'verifier' (each problem's own checker) or a local reward-model folder"})
     use_vllm: bool = field(default=False, metadata={"help": "GRPO: generate with vLLM (colocated; needs vllm)"})
     device: str = field(default="auto", metadata={"help": "auto (CUDA when present), cpu or cuda"})
@@ -126,8 +126,9 @@ class FinetuneConfig:
             fits = [self.num_generations * m for m in range(1, 5)]
             raise SelectgymError(f"GRPO needs batch_size * grad_accum ({per_step}) divisible by num_generations="
                                  f"{self.num_generations}; use batch_size in {fits} (with grad_accum=1)")
-        if self.reward != "verifier" and not Path(self.reward).is_dir():
-            raise SelectgymError(f"reward {self.reward!r} is neither 'verifier' nor a local reward-model folder; "
+        if self.completion_reward != "verifier" and not Path(self.completion_reward).is_dir():
+            raise SelectgymError(f"completion_reward {self.completion_reward!r} is neither 'verifier' nor a local "
+                                 f"reward-model folder; "
                                  "selectgym never downloads")
         if self.use_vllm and importlib.util.find_spec("vllm") is None:
             raise SelectgymError("use_vllm is set but vllm is not importable; install it (scripts/install_vllm.sh) "

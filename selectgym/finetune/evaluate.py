@@ -9,10 +9,8 @@ examples.
 from __future__ import annotations
 
 import numpy as np
-import torch
 
 from selectgym.data.pool import Pool
-from selectgym.data.render import collate, render_example
 from selectgym.errors import SelectgymError
 
 
@@ -27,21 +25,10 @@ def greedy_completions(model, tokenizer, pool: Pool, *, max_new_tokens: int = 16
 
 def validation_loss(model, tokenizer, pool: Pool, *, batch_size: int = 16, max_length: int = 512) -> float:
     """Mean over examples of the token-mean NLL of the reference answer (prompt tokens masked)."""
-    from selectgym.proxies.gradients import length_batches, sequence_losses
+    from selectgym.proxies.warmup import sft_losses
 
-    rendered = [render_example(tokenizer, ex, max_length) for ex in pool]
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    losses = np.zeros(len(rendered))
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            for rows in length_batches([len(r.input_ids) for r in rendered], batch_size):
-                batch = collate([rendered[i] for i in rows], pad_id)
-                losses[rows] = sequence_losses(model, batch, reduction="mean").float().cpu().numpy()
-    finally:
-        model.train(was_training)
-    return float(losses.mean())
+    return float(sft_losses(model, tokenizer, list(pool), batch_size=batch_size, max_length=max_length)
+                 .astype(np.float64).mean())
 
 
 def check_evaluable(pool: Pool) -> None:

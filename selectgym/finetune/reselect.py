@@ -168,7 +168,7 @@ class GradientRescore:
     target: Pool
     budget: int
     name: str = "less"
-    dim: int = 1024
+    proj_dim: int = 1024
     seed: int = 0
     batch_size: int = 8
     max_length: int = 256
@@ -181,7 +181,7 @@ class GradientRescore:
 
     def __call__(self, model, tokenizer, optimizer, pool: Pool, step: int) -> list[str]:
 
-        projector = make_projector("sjlt", grad_dim(model), self.dim, self.seed)
+        projector = make_projector("sjlt", grad_dim(model), self.proj_dim, self.seed)
         state = adam_state(model, _torch_optimizer(optimizer))
         sizes = {"projector": projector, "batch_size": self.batch_size, "max_length": self.max_length}
         train = sft_grads(model, tokenizer, pool.examples, gradient_type="adam", optimizer_state=state, **sizes)
@@ -205,8 +205,9 @@ def make_rescore(cfg, target: Pool | None, pool_size: int) -> Rescore:
         return RandomRescore(budget, cfg.seed)
     if target is None:
         raise SelectgymError(f"reselect={cfg.reselect} scores against a target set; pass one with --eval")
-    return GradientRescore(target, budget, cfg.reselect, dim=cfg.proj_dim, seed=cfg.seed, batch_size=cfg.batch_size,
-                           max_length=cfg.max_length, rollouts=cfg.rollouts, max_new_tokens=cfg.max_completion_length)
+    return GradientRescore(target, budget, cfg.reselect, proj_dim=cfg.proj_dim, seed=cfg.seed,
+                           batch_size=cfg.batch_size, max_length=cfg.max_length, rollouts=cfg.rollouts,
+                           max_new_tokens=cfg.max_completion_length)
 
 
 # -- GradAlign's rounds for GRPO ----------------------------------------------------------------------------------
@@ -243,10 +244,8 @@ def gradalign_rounds(cfg, pool: Pool, target: Pool | None, callbacks: Sequence[T
                              f"{cfg.update_times * chunk_size} problems but the pool has {len(pool)}; lower "
                              "update_times, budget or q")
     model, tokenizer = load_model(cfg.model)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(cfg.seed)
-        model = attach_lora(model, cfg.lora_spec())
-    reward = VerifierReward() if cfg.reward == "verifier" else RewardModelReward(cfg.reward)
+    model = attach_lora(model, cfg.lora_spec(), seed=cfg.seed)
+    reward = VerifierReward() if cfg.completion_reward == "verifier" else RewardModelReward(cfg.completion_reward)
     order = np.random.default_rng(cfg.seed).permutation(len(pool))
     round_cfg = dataclasses.replace(cfg, max_steps=cfg.update_step)
     selections: list[dict[str, Any]] = []

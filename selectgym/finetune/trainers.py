@@ -90,7 +90,7 @@ def training_args(cfg: FinetuneConfig, cls, **extra: Any):
 
 def grpo_reward(cfg: FinetuneConfig, pool: Pool):
     """The verifier reward function, or the path of a local reward model (TRL loads it)."""
-    return VerifierReward(pool) if cfg.reward == "verifier" else str(cfg.reward)
+    return VerifierReward(pool) if cfg.completion_reward == "verifier" else str(cfg.completion_reward)
 
 
 def build_trainer(cfg: FinetuneConfig, pool: Pool, model, tokenizer, callbacks: Sequence[TrainerCallback] = (),

@@ -8,15 +8,21 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from selectgym.errors import SelectgymError
+from selectgym.proxies.dpo import REDUCTIONS as DPO_REDUCTIONS
 from selectgym.proxies.features import FEATURES
-from selectgym.proxies.gradients import ADAM_EPS_FORMS
+from selectgym.proxies.gradients import ADAM_EPS_FORMS, GRADIENT_TYPES
 from selectgym.proxies.lora import ALL_LINEAR, LoraSpec
+from selectgym.proxies.policy_grad import BASELINES, POLICIES
+from selectgym.proxies.projection import PROJECTIONS
+from selectgym.proxies.rewards import KINDS as COMPLETION_REWARDS
 
-GRADIENT_TYPES = ("adam", "sgd")
-PROJECTIONS = ("sjlt", "rademacher", "none")
-BASELINES = ("none", "mean")
-PG_POLICIES = ("vanilla", "rejection", "topk")
+#: rollout backends a feature run may name ("auto" is for finetune's model paths)
 ROLLOUT_BACKENDS = ("transformers", "vllm", "openai")
+
+#: keys an older selectgym wrote in configs and stores -> today's names (one vocabulary across commands)
+RENAMED = {"dim": "proj_dim", "k": "rollouts", "baseline": "nice_baseline", "policy": "nice_policy",
+           "threshold": "nice_threshold", "topk": "nice_topk", "lora_target_modules": "lora_targets",
+           "reward": "completion_reward", "reward_kwargs": "completion_reward_kwargs"}
 
 
 @dataclass
@@ -30,7 +36,7 @@ class FeatureConfig:
     lora_r: int = field(default=8, metadata={"help": "LoRA rank of the proxy"})
     lora_alpha: int = field(default=16, metadata={"help": "LoRA alpha (scaling alpha/r)"})
     lora_dropout: float = field(default=0.0, metadata={"help": "LoRA dropout during warm-up"})
-    lora_target_modules: list[str] = field(default_factory=lambda: list(ALL_LINEAR), metadata={
+    lora_targets: list[str] = field(default_factory=lambda: list(ALL_LINEAR), metadata={
         "help": "linear layers that get LoRA adapters"})
     warmup_steps: int = field(default=20, metadata={
         "help": "AdamW steps on a random share of the pool before features (LESS warm-up; 0 = none)"})
@@ -46,7 +52,8 @@ class FeatureConfig:
         "help": "grad_adam's eps: inside the root, m/sqrt(v+eps), as LESS's and NICE's code (default), or outside, "
                 "m/(sqrt(v)+eps), as torch's Adam"})
     projection: str = field(default="sjlt", metadata={"help": f"random projection: {', '.join(PROJECTIONS)}"})
-    dim: int = field(default=8192, metadata={"help": "projected gradient dimension (ignored with projection none)"})
+    proj_dim: int = field(default=8192, metadata={
+        "help": "projected gradient dimension (ignored with projection none)"})
     seed: int = field(default=0, metadata={"help": "seed of the proxy, warm-up, projection and rollouts"})
     batch_size: int = field(default=8, metadata={"help": "examples per forward/backward pass"})
     max_length: int = field(default=256, metadata={"help": "tokens per example (prompt cut from the left first)"})
@@ -58,16 +65,17 @@ class FeatureConfig:
                 "warmed-up adapter) or openai (a server that serves the same policy)"})
     base_url: str | None = field(default=None, metadata={"help": "OpenAI-compatible server for rollout_backend openai"})
     api_model: str | None = field(default=None, metadata={"help": "model name on that server"})
-    k: int = field(default=4, metadata={"help": "rollouts per prompt (NICE mc_samples, GradAlign k_r)"})
+    rollouts: int = field(default=4, metadata={"help": "samples per prompt (NICE mc_samples, GradAlign k_r)"})
     temperature: float = field(default=0.7, metadata={"help": "sampling temperature of the rollouts"})
     max_new_tokens: int = field(default=64, metadata={"help": "tokens per rollout"})
-    reward: str = field(default="verifier", metadata={"help": "rollout reward: verifier, reward_model or judge"})
-    reward_kwargs: dict[str, Any] = field(default_factory=dict, metadata={
+    completion_reward: str = field(default="verifier", metadata={
+        "help": "reward of a sampled completion: verifier, reward_model or judge"})
+    completion_reward_kwargs: dict[str, Any] = field(default_factory=dict, metadata={
         "help": "reward settings, e.g. {model: path} for reward_model or {base_url: ..., model: ...} for judge"})
-    baseline: str = field(default="none", metadata={"help": "NICE: subtract the mean reward (mean) or not (none)"})
-    policy: str = field(default="vanilla", metadata={"help": "NICE sample filter: vanilla, rejection or topk"})
-    threshold: float = field(default=0.5, metadata={"help": "NICE rejection: keep samples with reward >= this"})
-    topk: int = field(default=1, metadata={"help": "NICE topk: keep this many best samples per prompt"})
+    nice_baseline: str = field(default="none", metadata={"help": "NICE: subtract the mean reward (mean) or not (none)"})
+    nice_policy: str = field(default="vanilla", metadata={"help": "NICE sample filter: vanilla, rejection or topk"})
+    nice_threshold: float = field(default=0.5, metadata={"help": "NICE rejection: keep samples with reward >= this"})
+    nice_topk: int = field(default=1, metadata={"help": "NICE topk: keep this many best samples per prompt"})
     std_normalise: bool = field(default=False, metadata={"help": "GRPO: divide advantages by the reward std"})
     dpo_beta: float = field(default=0.1, metadata={"help": "DPO implicit reward scale beta"})
     dpo_reduction: str = field(default="sum", metadata={"help": "DPO log-prob over response tokens: sum or mean"})
@@ -85,12 +93,13 @@ class FeatureConfig:
         _choice("gradient_type", self.gradient_type, GRADIENT_TYPES)
         _choice("projection", self.projection, PROJECTIONS)
         _choice("adam_eps", self.adam_eps, ADAM_EPS_FORMS)
-        _choice("baseline", self.baseline, BASELINES)
-        _choice("policy", self.policy, PG_POLICIES)
-        _choice("dpo_reduction", self.dpo_reduction, ("sum", "mean"))
+        _choice("nice_baseline", self.nice_baseline, BASELINES)
+        _choice("nice_policy", self.nice_policy, POLICIES)
+        _choice("dpo_reduction", self.dpo_reduction, DPO_REDUCTIONS)
         _choice("rollout_backend", self.rollout_backend, ROLLOUT_BACKENDS)
-        for name in ("dim", "batch_size", "max_length", "shard_size", "k", "max_new_tokens", "embedding_batch_size",
-                     "lora_r", "topk"):
+        _choice("completion_reward", self.completion_reward, COMPLETION_REWARDS)
+        for name in ("proj_dim", "batch_size", "max_length", "shard_size", "rollouts", "max_new_tokens",
+                     "embedding_batch_size", "lora_r", "nice_topk"):
             if getattr(self, name) < 1:
                 raise SelectgymError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.warmup_steps < 0 or self.warmup_epochs < 0:
@@ -105,12 +114,18 @@ class FeatureConfig:
             raise SelectgymError(f"max_length {self.max_length} leaves no room for a prompt; use at least 8")
         if self.rollout_backend == "openai" and not (self.base_url and self.api_model):
             raise SelectgymError("rollout_backend openai needs base_url and api_model")
-        if self.policy == "topk" and self.topk > self.k:
-            raise SelectgymError(f"topk {self.topk} is more than the k={self.k} rollouts; lower topk or raise k")
+        if self.nice_policy == "topk" and self.nice_topk > self.rollouts:
+            raise SelectgymError(f"nice_topk {self.nice_topk} is more than the {self.rollouts} rollouts; lower "
+                                 f"nice_topk or raise rollouts")
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> FeatureConfig:
+        """A config from a stored record (a store's meta, a policy's sidecar), older key names translated."""
+        return cls(**{RENAMED.get(k, k): v for k, v in values.items()})
 
     def lora_spec(self) -> LoraSpec:
         return LoraSpec(r=self.lora_r, alpha=self.lora_alpha, dropout=self.lora_dropout,
-                        target_modules=list(self.lora_target_modules))
+                        target_modules=list(self.lora_targets))
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -149,7 +149,7 @@ class DpoGap(Feature):
 
 
 def _needs_answers(name: str, pool: Pool | None, cfg) -> None:
-    if pool is None or cfg.reward != "verifier":
+    if pool is None or cfg.completion_reward != "verifier":
         return
     odd = next((ex for ex in pool if ex.answer is None), None)
     if odd is not None:
@@ -188,12 +188,12 @@ class Nice(Feature):
 
         cfg = proxy.cfg
         pg, info = nice_validation_grads(
-            proxy.model, proxy.tokenizer, list(examples), proxy.generator(), proxy.reward(), k=cfg.k,
-            baseline=cfg.baseline, policy=cfg.policy, threshold=cfg.threshold, topk=cfg.topk,
+            proxy.model, proxy.tokenizer, list(examples), proxy.generator(), proxy.reward(), k=cfg.rollouts,
+            baseline=cfg.nice_baseline, policy=cfg.nice_policy, threshold=cfg.nice_threshold, topk=cfg.nice_topk,
             temperature=cfg.temperature, max_new_tokens=cfg.max_new_tokens, projector=proxy.projector,
             batch_size=cfg.batch_size, max_length=cfg.max_length, seed=derive_seed(cfg.seed, "nice"))
         summary = {"prompts": len(examples), "fallback": int(np.sum(info["fallback"])),
-                   "mean_reward": float(np.mean(info["rewards"])), "samples": cfg.k}
+                   "mean_reward": float(np.mean(info["rewards"])), "samples": cfg.rollouts}
         proxy.store.update_meta(nice=summary)
         log.info("NICE validation gradients: %s", nice_summary(summary))
         return {"pg_grad": np.asarray(pg, dtype=np.float32)}

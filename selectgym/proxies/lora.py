@@ -27,8 +27,13 @@ class LoraSpec:
                           target_modules=list(self.target_modules), task_type="CAUSAL_LM")
 
 
-def attach_lora(model, spec: LoraSpec | None = None):
-    """Wrap ``model`` with a fresh LoRA adapter (base frozen, adapter trainable)."""
+def attach_lora(model, spec: LoraSpec | None = None, seed: int | None = None):
+    """Wrap ``model`` with a fresh LoRA adapter (base frozen, adapter trainable).
+
+    peft draws the A matrices from torch's global generator; with ``seed`` that happens inside a forked RNG
+    seeded so, which makes the adapter reproducible and leaves the global generator as it was.
+    """
+    import torch
     from peft import get_peft_model
 
     spec = spec or LoraSpec()
@@ -37,7 +42,11 @@ def attach_lora(model, spec: LoraSpec | None = None):
     if missing:
         raise SelectgymError(f"LoRA target modules {missing} are not in this model; it has e.g. "
                              f"{sorted(n for n in names if n.endswith('proj'))[:8]}")
-    return get_peft_model(model, spec.to_peft())
+    if seed is None:
+        return get_peft_model(model, spec.to_peft())
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return get_peft_model(model, spec.to_peft())
 
 
 def lora_parameters(model) -> list[tuple[str, object]]:

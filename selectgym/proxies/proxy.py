@@ -56,9 +56,7 @@ def load_proxy(cfg: FeatureConfig):
     """The proxy model with a fresh LoRA, both seeded by ``cfg.seed`` (no global RNG is touched)."""
     tiny = TinyConfig(seed=cfg.seed) if cfg.model == TINY_NAME else None
     model, tokenizer = load_model(cfg.model, tiny=tiny)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(derive_seed(cfg.seed, "lora"))
-        model = attach_lora(model, cfg.lora_spec())
+    model = attach_lora(model, cfg.lora_spec(), seed=derive_seed(cfg.seed, "lora"))
     model.eval()
     return model, tokenizer
 
@@ -108,7 +106,7 @@ class Proxy:
                  store: FeatureStore) -> None:
         self.cfg, self.model, self.tokenizer = cfg, model, tokenizer
         self.device = next(model.parameters()).device
-        self.projector = make_projector(cfg.projection, grad_dim(model), cfg.dim, seed=cfg.seed)
+        self.projector = make_projector(cfg.projection, grad_dim(model), cfg.proj_dim, seed=cfg.seed)
         self.states = states  # checkpoint name ("" for the single one) -> saved adapter state; the last is final
         self.moments = None
         self.use(list(states)[-1])
@@ -182,14 +180,14 @@ class Proxy:
                 self._generator = make_generator("openai", base_url=cfg.base_url, api_model=cfg.api_model)
             else:
                 self._generator = make_generator("transformers", model=self.model, tokenizer=self.tokenizer,
-                                                 batch_size=max(cfg.batch_size, cfg.k))
+                                                 batch_size=max(cfg.batch_size, cfg.rollouts))
         return self._generator
 
     def reward(self):
         if self._reward is None:
             from selectgym.proxies.rewards import make_reward
 
-            self._reward = make_reward(self.cfg.reward, **self.cfg.reward_kwargs)
+            self._reward = make_reward(self.cfg.completion_reward, **self.cfg.completion_reward_kwargs)
         return self._reward
 
     def grpo(self, examples: Sequence[Example], seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -197,7 +195,7 @@ class Proxy:
 
         cfg = self.cfg
         grads, signal, pass_rate = grpo_candidate_grads(
-            self.model, self.tokenizer, list(examples), self.generator(), self.reward(), k=cfg.k,
+            self.model, self.tokenizer, list(examples), self.generator(), self.reward(), k=cfg.rollouts,
             std_normalise=cfg.std_normalise, temperature=cfg.temperature, max_new_tokens=cfg.max_new_tokens,
             projector=self.projector, batch_size=cfg.batch_size, max_length=cfg.max_length, seed=seed)
         return (np.asarray(grads, dtype=np.float32), np.asarray(signal, dtype=np.float32),

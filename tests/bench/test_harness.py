@@ -13,7 +13,7 @@ from selectgym.errors import SelectgymError
 def test_bench_table_matches_its_json(tmp_path):
     cfg = BenchConfig(out=str(tmp_path / "b"), suite_size=40, validation_size=4,
                       methods=["less", "gradalign:sim", "random", "full"], budgets=[0.1], seeds=[0, 1],
-                      feature_dim=64, proxy_warmup_steps=1, rollouts=2, max_new_tokens=2, ft_max_steps=1,
+                      proj_dim=64, proxy_warmup_steps=1, rollouts=2, max_new_tokens=2, ft_max_steps=1,
                       ft_batch_size=2)
     result = run_bench(cfg)
     saved = json.loads((tmp_path / "b" / "runs.json").read_text())
@@ -41,5 +41,8 @@ def test_bench_table_matches_its_json(tmp_path):
 def test_bench_config_errors():
     with pytest.raises(SelectgymError, match=r"unknown method\(s\) \['lesss'\]"):
         BenchConfig(methods=["lesss"])
-    with pytest.raises(SelectgymError, match="budgets are shares of the pool in"):
-        BenchConfig(budgets=[5])
+    with pytest.raises(SelectgymError, match="budget must be a share in"):
+        BenchConfig(budgets=[0])
+    with pytest.raises(SelectgymError, match="ambiguous"):
+        BenchConfig(budgets=[1.0])
+    assert BenchConfig(budgets=[5, 0.1]).budgets == [5, 0.1]  # counts and shares, as everywhere

@@ -29,12 +29,13 @@ def test_binary_file_as_a_pool(tmp_path, capsys):
 
 
 @pytest.mark.parametrize(("yaml", "message"), [
-    ("dim: big\n", "dim: expected a whole number, got 'big'"),
+    ("proj_dim: big\n", "proj_dim: expected a whole number, got 'big'"),
     ("batch_size: 8.5\n", "batch_size: expected a whole number, got 8.5"),
     ("features: 5\n", "unknown feature(s) 5"),
     ("progress: maybe\n", "progress: expected true or false"),
-    ("reward_kwargs: [1]\n", "reward_kwargs: expected a mapping"),
-    ("lora_target_modules: {q: 1}\n", "lora_target_modules: expected a list"),
+    ("completion_reward_kwargs: [1]\n", "completion_reward_kwargs: expected a mapping"),
+    ("lora_targets: {q: 1}\n", "lora_targets: expected a list"),
+    ("dim: 64\nk: 2\n", "dim is now proj_dim; k is now rollouts"),
 ])
 def test_yaml_values_of_the_wrong_type(tmp_path, capsys, yaml, message):
     config = tmp_path / "c.yaml"

@@ -18,9 +18,9 @@ from selectgym.proxies.pipeline import FeatureConfig, compute_features, load_fea
 from selectgym.proxies.store import FeatureStore
 
 ROOT = Path(__file__).resolve().parents[2]
-FLAGS = ["--dim", "256", "--max-length", "64", "--batch-size", "4", "--shard-size", "4", "--warmup-steps", "2",
+FLAGS = ["--proj-dim", "256", "--max-length", "64", "--batch-size", "4", "--shard-size", "4", "--warmup-steps", "2",
          "--warmup-fraction", "0.5", "--seed", "0"]
-CONFIG = FeatureConfig(model="tiny", dim=256, max_length=64, batch_size=4, shard_size=4, warmup_steps=2,
+CONFIG = FeatureConfig(model="tiny", proj_dim=256, max_length=64, batch_size=4, shard_size=4, warmup_steps=2,
                        warmup_fraction=0.5, seed=0, features=["grad", "loss", "length"])
 
 

@@ -18,7 +18,7 @@ def test_every_field_has_help():
     ({"method": "ppo"}, "method must be one of sft, dpo, grpo"),
     ({"method": "grpo", "batch_size": 6, "num_generations": 4}, "batch_size in [4, 8, 12, 16]"),
     ({"method": "grpo", "num_generations": 1}, "num_generations >= 2"),
-    ({"method": "grpo", "reward": "/no/such/reward-model"}, "never downloads"),
+    ({"method": "grpo", "completion_reward": "/no/such/reward-model"}, "never downloads"),
     ({"method": "dpo", "reselect": "less"}, "reselect (for method dpo) must be one of none, random"),
     ({"bf16": True, "device": "cpu"}, "drop --bf16"),
     ({"max_steps": 0}, "-1 to let epochs decide"),

@@ -136,7 +136,7 @@ def test_less_rescore_uses_the_live_adam_state(sft_pool, val_pool):
     sequence_losses(model, batch).mean().backward()
     optimizer.step()
     optimizer.zero_grad()
-    rescore = GradientRescore(val_pool, budget=3, name="less", dim=256, seed=0, max_length=128)
+    rescore = GradientRescore(val_pool, budget=3, name="less", proj_dim=256, seed=0, max_length=128)
     ids = rescore(model, tok, optimizer, sft_pool, step=7)
 
     projector = make_projector("sjlt", grad_dim(model), 256, 0)

@@ -88,7 +88,7 @@ def test_grpo_moves_adapter_and_keeps_base(make_cfg, suite_dir, reward_model_dir
 
     problems = load_pool(suite_dir / "verifiable.jsonl")[:8]
     cfg = make_cfg(method="grpo", batch_size=4, num_generations=2, max_completion_length=4,
-                   reward=str(reward_model_dir))
+                   completion_reward=str(reward_model_dir))
     snap = Snapshot()
     result = train(cfg, problems, callbacks=[snap])
     assert_adapter_moved_base_frozen(snap, result.model)

@@ -21,8 +21,8 @@ from selectgym.proxies.store import FeatureStore, store_key
 from selectgym.proxies.warmup import sft_losses, warmup, warmup_subset
 from selectgym.utils import derive_seed
 
-SMALL = {"model": "tiny", "dim": 256, "max_length": 64, "batch_size": 4, "shard_size": 4, "warmup_steps": 2,
-         "warmup_fraction": 0.5, "k": 2, "max_new_tokens": 8, "seed": 0}
+SMALL = {"model": "tiny", "proj_dim": 256, "max_length": 64, "batch_size": 4, "shard_size": 4, "warmup_steps": 2,
+         "warmup_fraction": 0.5, "rollouts": 2, "max_new_tokens": 8, "seed": 0}
 
 
 @pytest.fixture(scope="module")
@@ -56,8 +56,8 @@ def test_config_defaults_and_round_trip():
     ({"features": []}, "features is empty"),
     ({"features": ["grad_adam"], "warmup_steps": 0}, "warmup_steps >= 1"),
     ({"projection": "gauss"}, "projection 'gauss' is unknown"),
-    ({"policy": "topk", "topk": 5, "k": 4}, "lower topk or raise k"),
-    ({"dim": 0}, "dim must be >= 1"),
+    ({"nice_policy": "topk", "nice_topk": 5, "rollouts": 4}, "lower nice_topk or raise rollouts"),
+    ({"proj_dim": 0}, "proj_dim must be >= 1"),
     ({"rollout_backend": "openai"}, "needs base_url"),
 ])
 def test_config_errors_say_how_to_fix(kwargs, message):
@@ -227,7 +227,7 @@ def test_key_changes_with_config_and_pool(small_suite):
     cfg = FeatureConfig(**SMALL)
     key = store_key(store_material(cfg, pool, val))
     assert key == store_key(store_material(FeatureConfig(**SMALL), pool, val))
-    assert key != store_key(store_material(FeatureConfig(**{**SMALL, "dim": 512}), pool, val))
+    assert key != store_key(store_material(FeatureConfig(**{**SMALL, "proj_dim": 512}), pool, val))
     assert key != store_key(store_material(FeatureConfig(**{**SMALL, "lora_r": 4}), pool, val))
     assert key != store_key(store_material(cfg, pool[:9], val))
     assert key != store_key(store_material(cfg, pool, val[:3]))
@@ -335,7 +335,7 @@ def test_less_schedule_feeds_the_multi_checkpoint_score(small_suite, tmp_path):
     saved = store.load_proxy()
     model, tok = load_proxy(cfg)
     opt = restore_proxy(model, {k[2:]: v for k, v in saved.items() if k.startswith("1/")}, cfg.warmup_lr)
-    projector = make_projector(cfg.projection, grad_dim(model), cfg.dim, seed=cfg.seed)
+    projector = make_projector(cfg.projection, grad_dim(model), cfg.proj_dim, seed=cfg.seed)
     pool = list(load_pool(small_suite / "sft.jsonl"))
     np.testing.assert_allclose(train.get("grad@1"), sft_grads(model, tok, pool, projector=projector, batch_size=4,
                                                               max_length=64), rtol=1e-4, atol=1e-5)
