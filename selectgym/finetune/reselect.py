@@ -32,11 +32,11 @@ from selectgym.budget import resolve_budget
 from selectgym.data.pool import Pool
 from selectgym.errors import SelectgymError
 from selectgym.finetune.trainers import build_trainer
-from selectgym.proxies.gradients import adam_state, grad_dim, sft_grads
+from selectgym.proxies.feature_config import FeatureConfig
+from selectgym.proxies.features import FEATURES
 from selectgym.proxies.lora import attach_lora
 from selectgym.proxies.models import load_model
-from selectgym.proxies.policy_grad import grpo_candidate_grads, nice_validation_grads
-from selectgym.proxies.projection import make_projector
+from selectgym.proxies.proxy import Proxy
 from selectgym.proxies.rewards import RewardModelReward, VerifierReward
 from selectgym.proxies.rollouts import TransformersGenerator
 from selectgym.proxies.table import FeatureTable
@@ -180,19 +180,17 @@ class GradientRescore:
             raise SelectgymError(f"gradient re-selection scores with less or nice, not {self.name!r}")
 
     def __call__(self, model, tokenizer, optimizer, pool: Pool, step: int) -> list[str]:
-
-        projector = make_projector("sjlt", grad_dim(model), self.proj_dim, self.seed)
-        state = adam_state(model, _torch_optimizer(optimizer))
-        sizes = {"projector": projector, "batch_size": self.batch_size, "max_length": self.max_length}
-        train = sft_grads(model, tokenizer, pool.examples, gradient_type="adam", optimizer_state=state, **sizes)
+        cfg = FeatureConfig(features=["grad", "grad_adam", *(["nice"] if self.name == "nice" else [])],
+                            proj_dim=self.proj_dim, seed=self.seed, batch_size=self.batch_size,
+                            max_length=self.max_length, rollouts=self.rollouts, max_new_tokens=self.max_new_tokens,
+                            temperature=1.0)
+        proxy = Proxy(cfg, model, tokenizer, optimizer=_torch_optimizer(optimizer), reward=VerifierReward(),
+                      generator=TransformersGenerator(model, tokenizer))
+        train = proxy.sft_grads(pool.examples, adam=True)["grad_adam"]
         if self.name == "less":
-            val = {"grad": sft_grads(model, tokenizer, self.target.examples, **sizes)}
+            val = proxy.val_grads(self.target.examples)
         else:
-            grads, _ = nice_validation_grads(model, tokenizer, self.target.examples,
-                                             TransformersGenerator(model, tokenizer), VerifierReward(),
-                                             k=self.rollouts, max_new_tokens=self.max_new_tokens,
-                                             seed=self.seed + step, **sizes)
-            val = {"pg_grad": grads}
+            val = FEATURES["nice"].val(proxy, self.target.examples, {})
         selection = get_selector(self.name).select(FeatureTable(pool.ids, {"grad_adam": train}),
                                                    FeatureTable(self.target.ids, val), self.budget, self.seed + step)
         return list(selection.ids)
@@ -213,19 +211,18 @@ def make_rescore(cfg, target: Pool | None, pool_size: int) -> Rescore:
 # -- GradAlign's rounds for GRPO ----------------------------------------------------------------------------------
 def gradalign_round_table(model, tokenizer, chunk: Pool, target: Pool | None, cfg, reward, seed: int):
     """``(train, val)`` feature tables of one round: GRPO gradients, reward signal and pass rates."""
-    projector = make_projector("sjlt", grad_dim(model), cfg.proj_dim, cfg.seed)
-    generator = TransformersGenerator(model, tokenizer)
-    options = {"k": cfg.rollouts, "temperature": cfg.temperature, "max_new_tokens": cfg.max_completion_length,
-               "projector": projector, "batch_size": cfg.batch_size, "max_length": cfg.max_length, "seed": seed}
-    grads, signal, pass_rate = grpo_candidate_grads(model, tokenizer, chunk.examples, generator, reward, **options)
+    features = FeatureConfig(features=["grpo"], proj_dim=cfg.proj_dim, seed=cfg.seed, batch_size=cfg.batch_size,
+                             max_length=cfg.max_length, rollouts=cfg.rollouts, temperature=cfg.temperature,
+                             max_new_tokens=cfg.max_completion_length)
+    proxy = Proxy(features, model, tokenizer, reward=reward, generator=TransformersGenerator(model, tokenizer))
+    grads, signal, pass_rate = proxy.grpo(chunk.examples, seed)
     train = FeatureTable(chunk.ids, {"grpo_grad": grads, "grpo_signal": signal, "pass_rate": pass_rate})
     val = None
     if cfg.gradalign_mode in ("sim", "dot"):
         if target is None:
             raise SelectgymError(f"gradalign mode {cfg.gradalign_mode} aligns with a target set; pass one with --eval "
                                  "or use gradalign_mode=align")
-        v_grads, _, v_pass = grpo_candidate_grads(model, tokenizer, target.examples, generator, reward,
-                                                  **{**options, "seed": seed + 1})
+        v_grads, _, v_pass = proxy.grpo(target.examples, seed + 1)
         val = FeatureTable(target.ids, {"grpo_grad": v_grads, "pass_rate": v_pass})
     return train, val
 

@@ -194,7 +194,8 @@ class Nice(Feature):
             batch_size=cfg.batch_size, max_length=cfg.max_length, seed=derive_seed(cfg.seed, "nice"))
         summary = {"prompts": len(examples), "fallback": int(np.sum(info["fallback"])),
                    "mean_reward": float(np.mean(info["rewards"])), "samples": cfg.rollouts}
-        proxy.store.update_meta(nice=summary)
+        if proxy.store is not None:
+            proxy.store.update_meta(nice=summary)
         log.info("NICE validation gradients: %s", nice_summary(summary))
         return {"pg_grad": np.asarray(pg, dtype=np.float32)}
 

@@ -100,19 +100,24 @@ def restore_proxy(model, state: dict[str, np.ndarray], lr: float) -> torch.optim
 
 class Proxy:
     """The warmed-up proxy and what every feature shares: model, tokenizer, adapter checkpoints, projector,
-    Adam moments, rollout generator and reward (TRAK's one object per stage, built once per run)."""
+    Adam moments, rollout generator and reward (TRAK's one object per stage, built once per run).
 
-    def __init__(self, cfg: FeatureConfig, model, tokenizer, states: dict[str, dict[str, np.ndarray]],
-                 store: FeatureStore) -> None:
+    With saved ``states`` (the feature pipeline) the last one is loaded; without them (re-selection during
+    training) the model is used as it is, with the Adam moments of its live ``optimizer``.
+    """
+
+    def __init__(self, cfg: FeatureConfig, model, tokenizer, states: dict[str, dict[str, np.ndarray]] | None = None,
+                 store: FeatureStore | None = None, *, optimizer=None, reward=None, generator=None) -> None:
         self.cfg, self.model, self.tokenizer = cfg, model, tokenizer
         self.device = next(model.parameters()).device
         self.projector = make_projector(cfg.projection, grad_dim(model), cfg.proj_dim, seed=cfg.seed)
-        self.states = states  # checkpoint name ("" for the single one) -> saved adapter state; the last is final
-        self.moments = None
-        self.use(list(states)[-1])
+        self.states = states or {}  # checkpoint name ("" for the single one) -> adapter state; the last is final
+        self.moments = adam_state(model, optimizer) if optimizer is not None else None
+        if self.states:
+            self.use(list(self.states)[-1])
         self.store = store
-        self._generator = None
-        self._reward = None
+        self._generator = generator
+        self._reward = reward
 
     def use(self, checkpoint: str) -> None:
         """Load a checkpoint's adapter weights and Adam moments into the proxy."""
@@ -123,7 +128,7 @@ class Proxy:
     def checkpoint_grads(self, examples: Sequence[Example], adam: bool) -> dict[str, np.ndarray]:
         """``sft_grads`` at every checkpoint (arrays ``name@ckpt`` beside the final one's plain names)."""
         names = list(self.states)
-        if len(names) == 1:
+        if len(names) <= 1:
             return self.sft_grads(examples, adam)
         out: dict[str, np.ndarray] = {}
         for name in names:
@@ -158,8 +163,9 @@ class Proxy:
         """Validation SFT gradients of the reference answers (never Adam-normalised) at every checkpoint:
         ``grad@ckpt`` for each and ``grad`` for the final one. The final checkpoint stays loaded."""
         arrays = {}
-        for name in self.states:
-            self.use(name)
+        for name in self.states or [""]:
+            if self.states:
+                self.use(name)
             arrays[f"grad@{name}" if name else "grad"] = np.asarray(sft_grads(
                 self.model, self.tokenizer, list(examples), projector=self.projector, batch_size=self.cfg.batch_size,
                 max_length=self.cfg.max_length, gradient_type="sgd"), dtype=np.float32)
