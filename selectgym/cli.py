@@ -91,39 +91,40 @@ def main(argv: Sequence[str] | None = None) -> int:
     Every error is one line on stderr; ``-v`` adds the traceback (for bug reports).
     """
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
-    if not args.verbose:
-        quiet_third_party()
-    if not getattr(args, "_run", None):
-        parser.print_help()
-        return 0
+    verbose = bool({"-v", "--verbose"} & set(argv))
     try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        verbose = args.verbose
+        logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING,
+                            format="%(levelname)s %(name)s: %(message)s")
+        if not verbose:
+            quiet_third_party()
+        if not getattr(args, "_run", None):
+            parser.print_help()
+            return 0
         sub, sub_argv = _subparser(parser, argv)
         if getattr(args, "config", None):
-            verbose = args.verbose
             args = apply_config(sub, sub.parse_args(sub_argv), sub_argv)
             args.verbose = verbose
         return int(args._run(args) or 0)
     except SelectgymError as err:
-        _report(args, f"selectgym: error: {_one_line(err)}")
+        _report(verbose, f"selectgym: error: {_one_line(err)}")
         return 2
     except OSError as err:
-        _report(args, f"selectgym: error: {_one_line(_os_error(err))}")
+        _report(verbose, f"selectgym: error: {_one_line(_os_error(err))}")
         return 2
     except KeyboardInterrupt:
         print("selectgym: interrupted; finished work is kept on disk", file=sys.stderr)
         return 130
     except Exception as err:  # a bug: still one line, the traceback behind -v
-        _report(args, f"selectgym: internal error: {type(err).__name__}: {_one_line(err)[:500]} (rerun with -v for "
-                      "the traceback and report it)")
+        _report(verbose, f"selectgym: internal error: {type(err).__name__}: {_one_line(err)[:500]} (rerun with -v "
+                         "for the traceback and report it)")
         return 1
 
 
-def _report(args: argparse.Namespace, line: str) -> None:
-    if getattr(args, "verbose", False):
+def _report(verbose: bool, line: str) -> None:
+    if verbose:
         traceback.print_exc()
     print(line, file=sys.stderr)
 

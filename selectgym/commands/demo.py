@@ -1,43 +1,35 @@
 """The default run: suite -> proxy features -> agent -> 5% selection -> fine-tuning -> table vs baselines.
 
-Runs on 2 CPU cores in minutes with the tiny proxy and target and nothing downloaded:
-builds the built-in suite, warms up the proxy, computes features, trains a selection agent, selects 5%,
-fine-tunes the target on it and on the baselines' picks (random, NICE, GradAlign, full data), and prints
-the table with the plot's path.
+Runs on 2 CPU cores in minutes with nothing downloaded: builds the built-in suite, warms up the proxy,
+computes features, trains a selection agent, selects 5%, fine-tunes the target on it and on the baselines'
+picks, and prints the table with the plot's path. Its settings are `configs/demo.yaml` (shipped inside the
+package); every key there is a flag here too, and `--config FILE` or flags override them.
 """
 
 from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 
-from selectgym.commands.options import add_config_flag
+from selectgym.bench.harness import BenchConfig
+from selectgym.commands.options import add_config_flag, add_dataclass_arguments, dataclass_from_args, yaml_defaults
 
-#: GradAlign in ``align`` mode: the demo's random-weight proxy solves no validation problem, so ``sim``/``dot``
-#: have no validation direction to align with (they say so in one line when asked for).
-DEMO_METHODS = ["policy", "less", "nice", "gradalign:align", "random", "full"]
+#: the demo's settings, shipped with the package (``configs/demo.yaml`` in a checkout points here)
+DEMO_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "demo.yaml"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_config_flag(parser)
-    parser.add_argument("--out", default="selectgym-demo", help="output folder")
-    parser.add_argument("--seed", type=int, default=0, help="suite seed")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0],
-                        help="selection/training seeds (several give mean +- std and paired tests)")
-    parser.add_argument("--size", type=int, default=300, help="examples in the built-in pool")
-    parser.add_argument("--budget", type=float, default=0.05, help="share of the pool to select")
-    parser.add_argument("--methods", nargs="+", default=DEMO_METHODS, help="methods to compare")
-    parser.add_argument("--agent-timesteps", type=int, default=10_000, help="env steps to train the agent")
+    parser.set_defaults(_fields=add_dataclass_arguments(parser, BenchConfig), _renamed={"feature_dim": "proj_dim"})
+    yaml_defaults(parser, DEMO_CONFIG)
 
 
 def run(args: argparse.Namespace) -> int:
-    from selectgym.bench.harness import BenchConfig, run_bench
+    from selectgym.bench.harness import run_bench
 
-    cfg = BenchConfig(out=args.out, suite_seed=args.seed, suite_size=args.size, methods=list(args.methods),
-                      budgets=[args.budget], seeds=list(args.seeds), agent_timesteps=args.agent_timesteps,
-                      proj_dim=2048, validation_size=48)
     start = time.perf_counter()
-    result = run_bench(cfg)
+    result = run_bench(dataclass_from_args(BenchConfig, args, args._fields))
     print(result["table"])
     print(f"plot: {result['plots'][0]} (cost: {result['plots'][1]}); every run: {args.out}/runs.json")
     print(f"demo finished in {time.perf_counter() - start:.0f} s")

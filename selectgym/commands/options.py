@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import types
 import typing
 from collections.abc import Sequence
@@ -31,8 +32,9 @@ def _mapping(text: str) -> dict[str, Any]:
 def add_dataclass_arguments(parser: argparse.ArgumentParser, cls: type, skip: Sequence[str] = ()) -> list[str]:
     """One flag per field of a config dataclass (help from the field's metadata); returns the field names.
 
-    Lists take several values (``--seeds 0 1 2``), dicts take YAML (``--reward-kwargs '{lr: 1}'``), booleans
-    get ``--x/--no-x``; a field named ``budget`` accepts a count or a share.
+    Lists take several values (``--seeds 0 1 2``; with ``metadata={"repeatable": True}`` the flag may also come
+    again, ``--option a=1 --option b=2``), dicts take YAML (``--reward-kwargs '{lr: 1}'``), booleans get
+    ``--x/--no-x``; a field named ``budget`` accepts a count or a share.
     """
     hints = typing.get_type_hints(cls)
     names = []
@@ -54,6 +56,8 @@ def add_dataclass_arguments(parser: argparse.ArgumentParser, cls: type, skip: Se
             kwargs["type"] = _mapping
         elif origin is list:
             kwargs.update(type=typing.get_args(kind)[0], nargs="+")
+            if f.metadata.get("repeatable"):
+                kwargs["action"] = "extend"
         else:
             kwargs["type"] = kind
         parser.add_argument("--" + f.name.replace("_", "-"), **kwargs)
@@ -71,6 +75,13 @@ def apply_config(parser: argparse.ArgumentParser, args: argparse.Namespace, argv
     path = getattr(args, "config", None)
     if not path:
         return args
+    yaml_defaults(parser, path)
+    return parser.parse_args(argv)
+
+
+def yaml_defaults(parser: argparse.ArgumentParser, path: str | os.PathLike) -> None:
+    """Make a YAML file's settings the parser's defaults, each checked against its flag (unknown, renamed or
+    mistyped keys are one-line errors)."""
     try:
         with open(path, encoding="utf-8") as fh:
             values = yaml.safe_load(fh) or {}
@@ -92,7 +103,6 @@ def apply_config(parser: argparse.ArgumentParser, args: argparse.Namespace, argv
         known = sorted(k for k in set(actions) - {"help", "config"} if not k.startswith("_"))
         raise SelectgymError(f"{path}: unknown setting(s) {', '.join(unknown)}; known: {', '.join(known)}")
     parser.set_defaults(**{k: _yaml_value(actions[k], k, v, path) for k, v in values.items()})
-    return parser.parse_args(argv)
 
 
 def _kind(action: argparse.Action) -> str:
@@ -121,7 +131,7 @@ def _yaml_value(action: argparse.Action, key: str, value: Any, path: str) -> Any
         if not isinstance(value, bool if flag else dict):
             raise bad()
         return value
-    many = action.nargs in ("+", "*") or isinstance(action, argparse._AppendAction)
+    many = action.nargs in ("+", "*") or isinstance(action, (argparse._AppendAction, argparse._ExtendAction))
     if isinstance(value, dict) or isinstance(value, list) and not (many and value):
         raise bad()
     out = []

@@ -7,7 +7,8 @@ import json
 from collections import Counter
 from pathlib import Path
 
-from selectgym.commands.options import add_config_flag
+from selectgym.commands.options import add_config_flag, add_dataclass_arguments, dataclass_from_args
+from selectgym.data.suite import SuiteConfig
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -16,13 +17,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                           formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     add_config_flag(make)
     make.add_argument("--out", default="suite", help="output folder")
-    make.add_argument("--seed", type=int, default=0, help="seed for every random choice")
-    make.add_argument("--size", type=int, default=800, help="examples in the training pool")
-    make.add_argument("--validation-size", type=int, default=64, help="clean target problems held out")
-    make.add_argument("--defect-rate", type=float, default=0.3, help="share of the pool given a defect")
-    make.add_argument("--target-share", type=float, default=0.35, help="share of the pool from the target families")
     make.add_argument("--humaneval", action="store_true", help="also write humaneval.jsonl (164 problems)")
-    make.set_defaults(_run=run_make_suite)
+    make.set_defaults(_run=run_make_suite, _fields=add_dataclass_arguments(make, SuiteConfig))
     insp = sub.add_parser("inspect", help="counts, format, token lengths and defects of a pool file",
                           formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     insp.add_argument("file", help="a .jsonl, .json or .parquet pool")
@@ -40,10 +36,9 @@ def run(args: argparse.Namespace) -> int:  # pragma: no cover - argparse always 
 def run_make_suite(args: argparse.Namespace) -> int:
     from selectgym.data.humaneval import humaneval_pool
     from selectgym.data.io import save_pool
-    from selectgym.data.suite import SuiteConfig, make_suite
+    from selectgym.data.suite import make_suite
 
-    cfg = SuiteConfig(seed=args.seed, size=args.size, validation_size=args.validation_size,
-                      defect_rate=args.defect_rate, target_share=args.target_share)
+    cfg = dataclass_from_args(SuiteConfig, args, args._fields)
     paths = make_suite(args.out, cfg)
     if args.humaneval:
         paths["humaneval"] = save_pool(Path(args.out) / "humaneval.jsonl", humaneval_pool())

@@ -11,6 +11,7 @@ clean and on-target against the pool's base rate.
 from __future__ import annotations
 
 import argparse
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -18,26 +19,37 @@ import numpy as np
 import yaml
 
 from selectgym.budget import parse_budget
-from selectgym.commands.options import add_config_flag
+from selectgym.commands.options import add_config_flag, add_dataclass_arguments
 from selectgym.errors import SelectgymError
 from selectgym.proxies.store import FeatureStore
 
 
+@dataclass
+class SelectConfig:
+    """What `selectgym select` does: a method on computed features, or a saved policy on a pool."""
+
+    method: str | None = field(default=None, metadata={
+        "help": "selector name (random, less, nice, gradalign, dpo_gap) or a dotted path 'pkg.mod:Class' to your "
+                "own Selector"})
+    policy: str | None = field(default=None, metadata={
+        "help": "a trained selection policy (.zip) to apply instead of a method"})
+    features: str | None = field(default=None, metadata={
+        "help": "feature store folder written by `selectgym features`"})
+    pool: str | None = field(default=None, metadata={
+        "help": "pool file; without it, the pool the features were computed on"})
+    val: str | None = field(default=None, metadata={"help": "target/validation file (with --policy)"})
+    budget: float | None = field(default=None, metadata={
+        "help": "share of the pool in (0, 1) like 0.05, or a whole count like 40 (1 is one example; 1.0 is refused "
+                "as ambiguous); without it, the method's own default (0.05; dpo_gap 0.1)"})
+    out: str = field(default="selected.jsonl", metadata={"help": "where to write the chosen examples (.jsonl)"})
+    seed: int = field(default=0, metadata={"help": "seed for ties, rounds and random draws"})
+    option: list[str] = field(default_factory=list, metadata={
+        "repeatable": True, "help": "selector options KEY=VALUE, e.g. gradient_type=sgd or mode=accgreedy"})
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_config_flag(parser)
-    parser.add_argument("--method", default=None, help="selector name (random, less, nice, gradalign, dpo_gap, "
-                        "policy) or a dotted path 'pkg.mod:Class' to your own Selector")
-    parser.add_argument("--policy", default=None, help="a trained selection policy (.zip) to apply instead of a method")
-    parser.add_argument("--features", default=None, help="feature store folder written by `selectgym features`")
-    parser.add_argument("--pool", default=None, help="pool file; without it, the pool the features were computed on")
-    parser.add_argument("--val", default=None, help="target/validation file (with --policy)")
-    parser.add_argument("--budget", default=None, help="share of the pool in (0, 1) like 0.05, or a whole count like "
-                        "40 (1 is one example; 1.0 is refused as ambiguous); without it, the method's own default "
-                        "(0.05; dpo_gap 0.1)")
-    parser.add_argument("--out", default="selected.jsonl", help="where to write the chosen examples (.jsonl)")
-    parser.add_argument("--seed", type=int, default=0, help="seed for ties, rounds and random draws")
-    parser.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
-                        help="a selector option, e.g. gradient_type=sgd or mode=accgreedy (repeatable)")
+    add_dataclass_arguments(parser, SelectConfig)
 
 
 def parse_options(pairs: list[str]) -> dict[str, Any]:

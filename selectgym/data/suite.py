@@ -37,17 +37,17 @@ DEFECTS = ("wrong_answer", "truncated", "garbled", "duplicate")
 class SuiteConfig:
     """How the built-in suite is drawn."""
 
-    seed: int = 0
-    size: int = 800
-    """Examples in the training pool (defects included)."""
-    validation_size: int = 64
-    """Clean target-family problems held out as the validation/target set."""
-    target_share: float = 0.35
-    """Share of the pool drawn from the target families."""
-    defect_rate: float = 0.3
-    """Share of the pool that gets a defect, spread evenly over ``DEFECTS``."""
-    target_tasks: dict[str, dict[str, Any]] = field(default_factory=lambda: dict(DEFAULT_TARGET))
-    off_target_tasks: dict[str, dict[str, Any]] = field(default_factory=lambda: dict(DEFAULT_OFF_TARGET))
+    seed: int = field(default=0, metadata={"help": "seed for every random choice"})
+    size: int = field(default=800, metadata={"help": "examples in the training pool (defects included)"})
+    validation_size: int = field(default=64, metadata={
+        "help": "clean target-family problems held out as the validation/target set"})
+    target_share: float = field(default=0.35, metadata={"help": "share of the pool from the target families"})
+    defect_rate: float = field(default=0.3, metadata={
+        "help": "share of the pool given a defect, spread evenly over wrong_answer, truncated, garbled, duplicate"})
+    target_tasks: dict[str, dict[str, Any]] = field(default_factory=lambda: dict(DEFAULT_TARGET), metadata={
+        "help": "target reasoning-gym families and their generator settings (YAML mapping)"})
+    off_target_tasks: dict[str, dict[str, Any]] = field(default_factory=lambda: dict(DEFAULT_OFF_TARGET), metadata={
+        "help": "off-target families and their generator settings (YAML mapping)"})
 
     def __post_init__(self) -> None:
         if self.size < 1 or self.validation_size < 1:

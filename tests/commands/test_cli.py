@@ -40,3 +40,26 @@ def test_unknown_yaml_key_and_bad_file_are_one_line_errors(tmp_path, capsys):
     broken.write_text('{"instruction": "a"}\n')
     assert main(["pool", "inspect", str(broken), "--format", "alpaca", "--tokenizer", "none"]) == 2
     assert "x.jsonl:1: missing field 'output'" in capsys.readouterr().err
+
+
+def test_demo_settings_come_from_configs_demo_yaml_and_flags_override():
+    import yaml
+
+    from selectgym.bench.harness import BenchConfig
+    from selectgym.cli import build_parser
+    from selectgym.commands.demo import DEMO_CONFIG
+    from selectgym.commands.options import dataclass_from_args
+
+    shipped = yaml.safe_load(DEMO_CONFIG.read_text())
+    args = build_parser().parse_args(["demo", "--seeds", "0", "1"])
+    cfg = dataclass_from_args(BenchConfig, args, args._fields)
+    assert cfg.suite_size == shipped["suite_size"] and cfg.methods == shipped["methods"]
+    assert cfg.seeds == [0, 1] and shipped["seeds"] == [0]
+    assert (DEMO_CONFIG.parents[2] / "configs" / "demo.yaml").resolve() == DEMO_CONFIG  # the checkout's copy
+
+
+def test_select_options_repeat_or_list():
+    from selectgym.cli import build_parser
+
+    args = build_parser().parse_args(["select", "--option", "mode=sim", "--option", "q=4", "q2=1"])
+    assert args.option == ["mode=sim", "q=4", "q2=1"]
