@@ -11,6 +11,7 @@ import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
+from selectgym.agents.policy_file import read_sidecar
 from selectgym.data.io import load_pool
 from selectgym.data.suite import SuiteConfig, make_suite
 from selectgym.proxies.pipeline import FeatureConfig, compute_features, load_features
@@ -27,8 +28,6 @@ class Args:
     """seed of the pool and of every selector"""
     pool_size: int = 300
     """examples in the pool"""
-    proj_dim: int = 256
-    """projection dimension of the gradients"""
     budget: float = 0.1
     """share of the pool each selector picks"""
 
@@ -47,7 +46,10 @@ if __name__ == "__main__":
     suite = out / "suite"
     make_suite(suite, SuiteConfig(seed=args.seed, size=args.pool_size, validation_size=16))
     # the SFT pool for the policy and NICE; the verifiable twin (same ids) for GradAlign's GRPO gradients
-    common = {"model": "tiny", "proj_dim": args.proj_dim, "seed": args.seed, "rollouts": 2, "max_new_tokens": 8}
+    # features made the way the policy's own were (same proxy seed and projection), or it refuses them
+    made_like = read_sidecar(args.policy)["feature_config"]
+    common = {"model": "tiny", "proj_dim": made_like["proj_dim"], "seed": made_like["seed"], "rollouts": 2,
+              "max_new_tokens": 8}
     sft = FeatureConfig(features=["grad", "grad_adam", "loss", "length", "embedding", "nice"], **common)
     compute_features(suite / "sft.jsonl", suite / "validation.jsonl", sft, out / "features-sft")
     compute_features(suite / "verifiable.jsonl", suite / "validation.jsonl", FeatureConfig(features=["grpo"], **common),

@@ -35,7 +35,7 @@ def test_examples_train_apply_compare(tmp_path):
     assert "selected 6 of 30 examples" in out
 
     out = run("compare_selectors.py", "--policy", str(policy), "--out", str(tmp_path / "compare"),
-              "--pool-size", "30", "--proj-dim", "32", "--budget", "0.2")
+              "--pool-size", "30", "--budget", "0.2")
     lines = {line.split()[0]: line.split() for line in out.splitlines()[1:]}
     assert set(lines) == {"policy", "nice", "gradalign", "random"}
     assert all(row[1] == "6" for row in lines.values())

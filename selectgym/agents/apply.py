@@ -10,6 +10,9 @@ import numpy as np
 
 from selectgym.agents.policy_file import VAL_FEATURES, SavedPolicy, load_policy
 from selectgym.errors import SelectgymError
+from selectgym.proxies.feature_config import FeatureConfig
+from selectgym.proxies.pipeline import compute_features, load_features
+from selectgym.proxies.provenance import check_unchanged
 from selectgym.proxies.table import FeatureTable
 from selectgym.selectors.base import Selection
 from selectgym.utils import cache_dir, stable_hash
@@ -27,9 +30,6 @@ def features_for(policy: SavedPolicy, pool_path: str | Path | None, val_path: st
     ``pool_path`` (and ``val_path``) are computed with the feature config recorded with the policy, into
     ``features_out`` or a cache folder under ``$SELECTGYM_CACHE/features`` (reused when the same pool comes again).
     """
-    from selectgym.proxies.pipeline import FeatureConfig, compute_features, load_features
-    from selectgym.proxies.provenance import check_unchanged
-
     if features_dir is None and pool_path is None:
         raise SelectgymError("give a pool file (and its validation file) or a features folder to apply a policy to")
     if features_dir is not None:

@@ -11,70 +11,30 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from selectgym.agents.config import AgentConfig
+from selectgym.agents.train import train_agent
+from selectgym.bench.config import FEATURE_POOLS, METHOD_NEEDS, BenchConfig
 from selectgym.bench.report import FULL, markdown_table, plot, summarise
-from selectgym.budget import check_budget
+from selectgym.data import load_pool
+from selectgym.data.suite import SuiteConfig, make_suite
 from selectgym.errors import SelectgymError
+from selectgym.finetune.config import FinetuneConfig
+from selectgym.finetune.evaluate import evaluate
+from selectgym.finetune.train import train
+from selectgym.proxies.pipeline import FeatureConfig, compute_features, load_features
 from selectgym.proxies.table import FeatureTable
+from selectgym.selectors import get_selector
 from selectgym.utils import write_json
 
+__all__ = ["Bench", "BenchConfig", "run_bench"]
+
 log = logging.getLogger(__name__)
-
-#: which pool file each feature is computed on (the suite's three pools share example ids)
-FEATURE_POOLS = {"sft": ["grad", "grad_adam", "loss", "length", "embedding", "nice"], "preference": ["dpo_gap"],
-                 "verifiable": ["grpo"]}
-#: which features each method reads (their computation cost is charged to it)
-METHOD_NEEDS = {"random": [], "full": [], "less": ["sft"], "nice": ["sft"], "dpo_gap": ["preference"],
-                "gradalign": ["verifiable"], "policy": ["sft", "preference", "verifiable"]}
-DEFAULT_METHODS = ["policy", "nice", "less", "gradalign:sim", "gradalign:dot", "gradalign:align",
-                   "gradalign:learnalign", "gradalign:accgreedy", "gradalign:rand", "dpo_gap", "random", "full"]
-
-
-@dataclass
-class BenchConfig:
-    """A benchmark: pools, proxy, target, methods, budgets, seeds, and how hard to train."""
-
-    out: str = field(default="bench-out", metadata={"help": "output folder (runs.json, table.md, plots)"})
-    suite_dir: str | None = field(default=None, metadata={
-        "help": "folder with sft/preference/verifiable/validation.jsonl; built from the suite settings if unset"})
-    suite_seed: int = field(default=0, metadata={"help": "seed of the built-in suite"})
-    suite_size: int = field(default=400, metadata={"help": "examples in the built-in pool"})
-    validation_size: int = field(default=48, metadata={"help": "target problems held out for evaluation"})
-    methods: list[str] = field(default_factory=lambda: list(DEFAULT_METHODS), metadata={
-        "help": "methods; 'gradalign:MODE' picks a GradAlign mode"})
-    budgets: list[float] = field(default_factory=lambda: [0.05], metadata={
-        "help": "budgets: shares of the pool in (0, 1) or whole counts"})
-    seeds: list[int] = field(default_factory=lambda: [0, 1, 2], metadata={"help": "seeds (selection + training)"})
-    proxy: str = field(default="tiny", metadata={"help": "proxy model for features"})
-    target: str = field(default="tiny", metadata={"help": "model fine-tuned on each selection"})
-    proj_dim: int = field(default=2048, metadata={"help": "projected gradient dimension of the proxy features"})
-    proxy_warmup_steps: int = field(default=20, metadata={"help": "LoRA warm-up steps of the proxy (Adam state)"})
-    rollouts: int = field(default=4, metadata={"help": "samples per prompt for NICE / GradAlign"})
-    max_new_tokens: int = field(default=8, metadata={"help": "generation length for rollouts and evaluation"})
-    agent_timesteps: int = field(default=20_000, metadata={"help": "env steps to train the learned policy"})
-    agent_algo: str = field(default="maskable_ppo", metadata={"help": "ppo, maskable_ppo, dqn or a2c"})
-    ft_epochs: float = field(default=3.0, metadata={"help": "fine-tuning epochs over each selection"})
-    ft_max_steps: int = field(default=-1, metadata={
-        "help": "fine-tuning steps per selection (-1: epochs decide); full data always trains full_epochs"})
-    ft_lr: float = field(default=1e-3, metadata={"help": "fine-tuning learning rate"})
-    ft_batch_size: int = field(default=8, metadata={"help": "fine-tuning batch size"})
-    full_epochs: float = field(default=1.0, metadata={"help": "epochs for the full-data baseline"})
-
-    def __post_init__(self) -> None:
-        if not self.methods or not self.seeds or not self.budgets:
-            raise SelectgymError("a benchmark needs at least one method, one seed and one budget")
-        unknown = [m for m in self.methods if m.split(":")[0] not in METHOD_NEEDS]
-        if unknown:
-            raise SelectgymError(f"unknown method(s) {unknown}; choose from {', '.join(METHOD_NEEDS)} "
-                                 "(GradAlign modes as gradalign:sim|dot|align|learnalign|accgreedy|rand)")
-        for b in self.budgets:
-            check_budget(b)
-
 
 def _merge(tables: list[FeatureTable]) -> FeatureTable:
     """One table from several computed on pools with the same ids (the suite's three formats)."""
@@ -100,7 +60,6 @@ class Bench:
     def pools(self) -> Path:
         if self.cfg.suite_dir:
             return Path(self.cfg.suite_dir)
-        from selectgym.data.suite import SuiteConfig, make_suite
 
         folder = self.out / "suite"
         make_suite(folder, SuiteConfig(seed=self.cfg.suite_seed, size=self.cfg.suite_size,
@@ -112,7 +71,6 @@ class Bench:
         return [k for k in FEATURE_POOLS if k in kinds]
 
     def features(self, suite: Path) -> tuple[FeatureTable | None, FeatureTable | None]:
-        from selectgym.proxies.pipeline import FeatureConfig, compute_features, load_features
 
         trains, vals = [], []
         for kind in self.needed_pools():
@@ -137,7 +95,6 @@ class Bench:
         name, _, mode = method.partition(":")
         cost = sum(self.costs.get(k, 0.0) for k in METHOD_NEEDS[name])
         start = time.perf_counter()
-        from selectgym.selectors import get_selector
 
         if name == "policy":  # trained here, then applied like any selector
             options = {"policy_path": self.policy(budget, seed, train, val)}
@@ -149,8 +106,6 @@ class Bench:
 
     def policy(self, budget: float, seed: int, train: FeatureTable, val: FeatureTable | None) -> Path:
         """Train (once per budget and seed) a policy on the pool's features with the linear reward."""
-        from selectgym.agents.config import AgentConfig
-        from selectgym.agents.train import train_agent
 
         path = self.out / "policies" / f"policy-b{budget}-s{seed}.zip"
         if not path.exists():
@@ -162,16 +117,11 @@ class Bench:
         return path
 
     def _id_table(self) -> FeatureTable:
-        from selectgym.data import load_pool
 
         return FeatureTable(load_pool(self._suite / "sft.jsonl").ids)
 
     # -- training and evaluation ------------------------------------------------------------------------
     def finetune(self, ids: list[str], seed: int, full: bool) -> dict[str, Any]:
-        from selectgym.data import load_pool
-        from selectgym.finetune.config import FinetuneConfig
-        from selectgym.finetune.evaluate import evaluate
-        from selectgym.finetune.train import train
 
         pool = load_pool(self._suite / "sft.jsonl")
         val = load_pool(self._suite / "validation.jsonl")
@@ -192,7 +142,6 @@ class Bench:
         self.out.mkdir(parents=True, exist_ok=True)
         self._suite = self.pools()
         train, val = self.features(self._suite)
-        from selectgym.data import load_pool
 
         all_ids = load_pool(self._suite / "sft.jsonl").ids
         runs: list[dict[str, Any]] = []

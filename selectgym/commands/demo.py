@@ -12,7 +12,7 @@ import argparse
 import time
 from pathlib import Path
 
-from selectgym.bench.harness import BenchConfig
+from selectgym.bench.config import BenchConfig
 from selectgym.commands.options import add_config_flag, add_dataclass_arguments, dataclass_from_args, yaml_defaults
 
 #: the demo's settings, shipped with the package (``configs/demo.yaml`` in a checkout points here)

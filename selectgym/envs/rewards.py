@@ -30,9 +30,14 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+import torch
 
+from selectgym.data.render import collate, render_example
 from selectgym.envs.summaries import require_finite
 from selectgym.errors import SelectgymError
+from selectgym.proxies.gradients import sequence_losses
+from selectgym.proxies.lora import LoraSpec, attach_lora, lora_parameters
+from selectgym.proxies.models import load_model
 from selectgym.proxies.table import FeatureTable
 
 log = logging.getLogger(__name__)
@@ -146,10 +151,6 @@ class ProxyReward(Reward):
     def __init__(self, table: FeatureTable, val_table: FeatureTable | None = None, *, pool: Sequence,
                  val_pool: Sequence, model: str = "tiny", lr: float = 1e-3, steps: int = 2, val_subsample: int = 16,
                  max_length: int = 256, micro_batch: int = 16, lora_r: int = 8, seed: int = 0) -> None:
-
-        from selectgym.proxies.lora import LoraSpec, attach_lora, lora_parameters
-        from selectgym.proxies.models import load_model
-
         if steps < 1 or lr <= 0 or val_subsample < 1 or micro_batch < 1:
             raise SelectgymError(f"proxy reward needs steps >= 1, lr > 0, val_subsample >= 1 and micro_batch >= 1 "
                                  f"(got {steps}, {lr}, {val_subsample}, {micro_batch})")
@@ -176,27 +177,19 @@ class ProxyReward(Reward):
         self.reset()
 
     def _collate(self, examples: Sequence) -> dict:
-        from selectgym.data.render import collate, render_example
-
         items = [render_example(self.tokenizer, ex, self.max_length) for ex in examples]
         return collate(items, self.tokenizer.pad_token_id)
 
     def _loss(self, batch: dict):
         """The SFT loss of ALGORITHMS.md section 1 (token mean per response, then the batch mean), as everywhere."""
-        from selectgym.proxies.gradients import sequence_losses
-
         return sequence_losses(self.model, batch).mean()
 
     def _val_loss(self) -> float:
-        import torch
-
         self.model.eval()
         with torch.no_grad():
             return float(self._loss(self.val_batch))
 
     def reset(self) -> None:
-        import torch
-
         with torch.no_grad():
             for p, p0 in zip(self.params, self.initial, strict=True):
                 p.copy_(p0)

@@ -11,13 +11,14 @@ from __future__ import annotations
 import numpy as np
 
 from selectgym.data.pool import Pool
+from selectgym.data.verify import score
 from selectgym.errors import SelectgymError
+from selectgym.proxies.rollouts import TransformersGenerator
+from selectgym.proxies.warmup import sft_losses
 
 
 def greedy_completions(model, tokenizer, pool: Pool, *, max_new_tokens: int = 16, batch_size: int = 16) -> list[str]:
     """One greedy completion per example, in pool order."""
-    from selectgym.proxies.rollouts import TransformersGenerator
-
     generator = TransformersGenerator(model, tokenizer, batch_size=batch_size)
     out = generator.generate([ex.prompt for ex in pool], n=1, max_new_tokens=max_new_tokens, temperature=0.0)
     return [row[0] for row in out]
@@ -25,8 +26,6 @@ def greedy_completions(model, tokenizer, pool: Pool, *, max_new_tokens: int = 16
 
 def validation_loss(model, tokenizer, pool: Pool, *, batch_size: int = 16, max_length: int = 512) -> float:
     """Mean over examples of the token-mean NLL of the reference answer (prompt tokens masked)."""
-    from selectgym.proxies.warmup import sft_losses
-
     return float(sft_losses(model, tokenizer, list(pool), batch_size=batch_size, max_length=max_length)
                  .astype(np.float64).mean())
 
@@ -46,8 +45,6 @@ def check_evaluable(pool: Pool) -> None:
 
 def evaluate(model, tokenizer, pool: Pool, *, max_new_tokens: int = 16, batch_size: int = 16) -> dict[str, float]:
     """``{"accuracy", "val_loss", "n"}`` of ``model`` on the target ``pool``."""
-    from selectgym.data.verify import score
-
     if batch_size < 1 or max_new_tokens < 1:
         raise SelectgymError(f"batch_size and max_new_tokens must be >= 1, got {batch_size} and {max_new_tokens}")
     check_evaluable(pool)

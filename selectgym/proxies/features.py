@@ -20,6 +20,10 @@ import numpy as np
 
 from selectgym.data.pool import Example, Pool
 from selectgym.errors import SelectgymError
+from selectgym.proxies.dpo import dpo_reward_gaps
+from selectgym.proxies.embeddings import embed_examples
+from selectgym.proxies.policy_grad import nice_validation_grads
+from selectgym.proxies.warmup import sft_losses
 from selectgym.utils import derive_seed
 
 log = logging.getLogger(__name__)
@@ -89,8 +93,6 @@ class Loss(Feature):
     def train(cls, proxy, examples, cache):
         if set(proxy.cfg.features) & {"grad", "grad_adam"}:
             return {"loss": _sft_pass(proxy, examples, cache)["loss"]}
-        from selectgym.proxies.warmup import sft_losses
-
         return {"loss": sft_losses(proxy.model, proxy.tokenizer, examples, batch_size=proxy.cfg.batch_size,
                                    max_length=proxy.cfg.max_length)}
 
@@ -120,8 +122,6 @@ class Embedding(Feature):
 
     @classmethod
     def train(cls, proxy, examples, cache):
-        from selectgym.proxies.embeddings import embed_examples
-
         return {"embedding": embed_examples(examples, batch_size=proxy.cfg.embedding_batch_size,
                                             device=str(proxy.device))}
 
@@ -140,8 +140,6 @@ class DpoGap(Feature):
 
     @classmethod
     def train(cls, proxy, examples, cache):
-        from selectgym.proxies.dpo import dpo_reward_gaps
-
         cfg = proxy.cfg
         gaps = dpo_reward_gaps(proxy.model, None, proxy.tokenizer, list(examples), beta=cfg.dpo_beta,
                                reduction=cfg.dpo_reduction, batch_size=cfg.batch_size, max_length=cfg.max_length)
@@ -184,8 +182,6 @@ class Nice(Feature):
 
     @classmethod
     def val(cls, proxy, examples, cache):
-        from selectgym.proxies.policy_grad import nice_validation_grads
-
         cfg = proxy.cfg
         pg, info = nice_validation_grads(
             proxy.model, proxy.tokenizer, list(examples), proxy.generator(), proxy.reward(), k=cfg.rollouts,

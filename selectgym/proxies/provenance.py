@@ -7,14 +7,13 @@ import os
 from pathlib import Path
 from typing import Any
 
+from selectgym.data.io import load_pool
 from selectgym.errors import SelectgymError
 
 
 def check_unchanged(meta: dict[str, Any], pool_path: str | os.PathLike | None = None) -> None:
     """Raise a one-line error if the pool (``pool_path``, else the one recorded) or the recorded validation file
     no longer has the content the features were computed from. A recorded file that is gone is not checked."""
-    from selectgym.data.io import load_pool
-
     store = meta.get("store") or meta.get("key") or "the feature store"
     checks = [("pool", pool_path or meta.get("pool_path"), meta.get("pool_hash")),
               ("validation file", meta.get("val_path"), meta.get("val_hash"))]

@@ -28,7 +28,8 @@ def test_bad_config_value_is_a_user_error(tmp_path, capsys):
 def test_train_agent_on_computed_features(suite_dir, tmp_path, capsys):
     pipeline = pytest.importorskip("selectgym.proxies.pipeline")
     features = tmp_path / "features"
-    cfg = pipeline.FeatureConfig(model="tiny", features=["grad", "loss", "length", "embedding"], dim=32, seed=0)
+    cfg = pipeline.FeatureConfig(model="tiny", features=["grad", "loss", "length", "embedding"], proj_dim=32,
+                                 seed=0)
     pipeline.compute_features(suite_dir / "sft.jsonl", suite_dir / "validation.jsonl", cfg, features, progress=False)
     out = tmp_path / "policy.zip"
     code = main(["train-agent", "--config", str(ROOT / "configs" / "agent_ppo.yaml"), "--features", str(features),
@@ -39,4 +40,4 @@ def test_train_agent_on_computed_features(suite_dir, tmp_path, capsys):
     side = read_sidecar(out)
     assert side["config"]["seed"] == 3 and side["config"]["timesteps"] == 512 and side["algorithm"] == "ppo"
     assert side["config"]["reward_kwargs"] == {"lr": 1.0, "redundancy": 0.5}  # from the YAML file
-    assert side["feature_config"] is not None and side["feature_config"]["dim"] == 32
+    assert side["feature_config"] is not None and side["feature_config"]["proj_dim"] == 32

@@ -190,7 +190,7 @@ def test_a_policy_reads_a_given_store_without_rewriting_it(features, suite_dir, 
     folder, pool, _ = features
     (folder / "latest.json").write_text('{"key": "kept"}')
     before = {p: p.stat().st_mtime_ns for p in folder.rglob("*")}
-    monkeypatch.setattr("selectgym.proxies.pipeline.compute_features",
+    monkeypatch.setattr("selectgym.agents.apply.compute_features",
                         lambda *a, **k: pytest.fail("features were recomputed into the given folder"))
     train, val, source = features_for(None, suite_dir / "sft.jsonl", None, folder, suite_dir / "sft.jsonl")
     assert train.ids == pool.ids and val is not None and source["computed"] is False

@@ -1,0 +1,61 @@
+"""``BenchConfig``: a benchmark's pools, proxy, target, methods, budgets, seeds, and how hard to train.
+
+Kept apart from the harness so the CLI can build its flags without importing the training stack.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from selectgym.budget import check_budget
+from selectgym.errors import SelectgymError
+
+#: which pool file each feature is computed on (the suite's three pools share example ids)
+FEATURE_POOLS = {"sft": ["grad", "grad_adam", "loss", "length", "embedding", "nice"], "preference": ["dpo_gap"],
+                 "verifiable": ["grpo"]}
+#: which features each method reads (their computation cost is charged to it)
+METHOD_NEEDS = {"random": [], "full": [], "less": ["sft"], "nice": ["sft"], "dpo_gap": ["preference"],
+                "gradalign": ["verifiable"], "policy": ["sft", "preference", "verifiable"]}
+DEFAULT_METHODS = ["policy", "nice", "less", "gradalign:sim", "gradalign:dot", "gradalign:align",
+                   "gradalign:learnalign", "gradalign:accgreedy", "gradalign:rand", "dpo_gap", "random", "full"]
+
+
+@dataclass
+class BenchConfig:
+    """A benchmark: pools, proxy, target, methods, budgets, seeds, and how hard to train."""
+
+    out: str = field(default="bench-out", metadata={"help": "output folder (runs.json, table.md, plots)"})
+    suite_dir: str | None = field(default=None, metadata={
+        "help": "folder with sft/preference/verifiable/validation.jsonl; built from the suite settings if unset"})
+    suite_seed: int = field(default=0, metadata={"help": "seed of the built-in suite"})
+    suite_size: int = field(default=400, metadata={"help": "examples in the built-in pool"})
+    validation_size: int = field(default=48, metadata={"help": "target problems held out for evaluation"})
+    methods: list[str] = field(default_factory=lambda: list(DEFAULT_METHODS), metadata={
+        "help": "methods; 'gradalign:MODE' picks a GradAlign mode"})
+    budgets: list[float] = field(default_factory=lambda: [0.05], metadata={
+        "help": "budgets: shares of the pool in (0, 1) or whole counts"})
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2], metadata={"help": "seeds (selection + training)"})
+    proxy: str = field(default="tiny", metadata={"help": "proxy model for features"})
+    target: str = field(default="tiny", metadata={"help": "model fine-tuned on each selection"})
+    proj_dim: int = field(default=2048, metadata={"help": "projected gradient dimension of the proxy features"})
+    proxy_warmup_steps: int = field(default=20, metadata={"help": "LoRA warm-up steps of the proxy (Adam state)"})
+    rollouts: int = field(default=4, metadata={"help": "samples per prompt for NICE / GradAlign"})
+    max_new_tokens: int = field(default=8, metadata={"help": "generation length for rollouts and evaluation"})
+    agent_timesteps: int = field(default=20_000, metadata={"help": "env steps to train the learned policy"})
+    agent_algo: str = field(default="maskable_ppo", metadata={"help": "ppo, maskable_ppo, dqn or a2c"})
+    ft_epochs: float = field(default=3.0, metadata={"help": "fine-tuning epochs over each selection"})
+    ft_max_steps: int = field(default=-1, metadata={
+        "help": "fine-tuning steps per selection (-1: epochs decide); full data always trains full_epochs"})
+    ft_lr: float = field(default=1e-3, metadata={"help": "fine-tuning learning rate"})
+    ft_batch_size: int = field(default=8, metadata={"help": "fine-tuning batch size"})
+    full_epochs: float = field(default=1.0, metadata={"help": "epochs for the full-data baseline"})
+
+    def __post_init__(self) -> None:
+        if not self.methods or not self.seeds or not self.budgets:
+            raise SelectgymError("a benchmark needs at least one method, one seed and one budget")
+        unknown = [m for m in self.methods if m.split(":")[0] not in METHOD_NEEDS]
+        if unknown:
+            raise SelectgymError(f"unknown method(s) {unknown}; choose from {', '.join(METHOD_NEEDS)} "
+                                 "(GradAlign modes as gradalign:sim|dot|align|learnalign|accgreedy|rand)")
+        for b in self.budgets:
+            check_budget(b)
