@@ -107,8 +107,10 @@ class NonFiniteRows:
     ``skip`` logs a warning that counts them and returns the row positions to leave out.
     """
 
-    def __init__(self, table: FeatureTable, selector: str, skip: bool) -> None:
+    def __init__(self, table: FeatureTable, selector: str, skip: bool, hint: str | None = None) -> None:
         self.table, self.selector, self.skip = table, selector, skip
+        self.hint = hint or ("recompute those features, or pass the selector option skip_nonfinite=True to leave "
+                             "those rows out")
         self.rows: dict[str, list[np.ndarray]] = {}
 
     def add(self, name: str, positions: np.ndarray) -> None:
@@ -137,20 +139,19 @@ class NonFiniteRows:
                               f"{', '.join(repr(self.table.ids[int(i)]) for i in np.unique(np.concatenate(parts))[:3])}"
                               for name, parts in sorted(self.rows.items()))
         if not self.skip:
-            raise SelectgymError(f"{self.selector}: NaN or inf in {where} ({per_array}); recompute those features, "
-                                 f"or pass the selector option skip_nonfinite=True to leave those rows out")
+            raise SelectgymError(f"{self.selector}: NaN or inf in {where} ({per_array}); {self.hint}")
         log.warning("%s: leaving out %d of %d rows of %s with NaN or inf features (%s); skip_nonfinite=True",
                     self.selector, len(bad), len(self.table), where, per_array)
         return bad
 
 
-def read_target(table: FeatureTable, names: Sequence[str], selector: str, skip: bool
+def read_target(table: FeatureTable, names: Sequence[str], selector: str, skip: bool, hint: str | None = None
                 ) -> tuple[list[np.ndarray], np.ndarray]:
     """Target (validation) arrays read whole as float32 (they are small), and the rows kept.
 
     A row with NaN or inf in any of ``names`` is an error, or with ``skip`` left out of every array.
     """
-    bad = NonFiniteRows(table, selector, skip)
+    bad = NonFiniteRows(table, selector, skip, hint)
     arrays = []
     for name in names:
         x = np.concatenate([b for _, b in iter_blocks(table.get(name))]) if len(table) else np.zeros(
