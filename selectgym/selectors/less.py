@@ -5,6 +5,10 @@
 learning rate (normalised to sum to 1) and summed, as LESS does, before the validation rows are
 aggregated. With validation subtasks the rows are averaged within each subtask, and the best subtask
 counts: an example that helps one target task a lot is worth keeping even if it is neutral elsewhere.
+
+Computed block by block in float32 over the training rows, each against one target vector per
+(checkpoint, subtask): the mean of the unit validation gradients, since the mean of cosines is the cosine
+numerator against that mean. ``aggregate_subtasks`` on the full (N, M) matrix is the reference.
 """
 
 from __future__ import annotations
@@ -68,11 +72,15 @@ def gradient_match_scores(train: FeatureTable, val: FeatureTable, train_feature:
         raise SelectgymError(f"{len(list(labels))} subtask labels for {len(val)} validation rows; give one label "
                              "per validation example")
     targets, keep = read_target(val, [b for _, b, _ in pairs], selector, skip_nonfinite)
-    if labels is not None:
-        labels = [lab for lab, k in zip(labels, keep, strict=True) if k]
-    terms = [(a, unit_rows(t), w) for (a, _, w), t in zip(pairs, targets, strict=True)]
+    labels = ["all"] * int(keep.sum()) if labels is None else [lab for lab, k in zip(labels, keep, strict=True) if k]
+    groups = [np.flatnonzero(np.array(labels, dtype=object) == g) for g in dict.fromkeys(labels)]
+    # mean_j cos(x, v_j) = <x / |x|, mean_j v_j / |v_j|>: one target row per subtask instead of one per
+    # validation row (the same number up to rounding, and M times less arithmetic)
+    units = [unit_rows(t) for t in targets]
+    terms = [(a, np.stack([u[g].mean(axis=0, dtype=np.float64) for g in groups]).astype(np.float32), w)
+             for (a, _, w), u in zip(pairs, units, strict=True)]
     bad = NonFiniteRows(train, selector, skip_nonfinite)
-    scores = blockwise_scores(train, terms, lambda sim: aggregate_subtasks(sim, labels), bad)
+    scores = blockwise_scores(train, terms, lambda sim: sim.max(axis=1), bad)
     bad.finish()
     return scores
 
