@@ -156,9 +156,14 @@ class GradAlignSelector(Selector):
                      rng: np.random.Generator, bad: NonFiniteRows | None = None) -> np.ndarray:
         """Scores of one round's candidates (``chunk`` = their row positions), in chunk order.
 
-        Candidates with NaN or inf features score ``EXCLUDED`` and are recorded in ``bad``.
+        Candidates with NaN or inf features score ``EXCLUDED`` and are recorded in ``bad``; without ``bad``
+        they are reported here (an error, or a warning with ``skip_nonfinite``).
         """
-        bad = bad if bad is not None else NonFiniteRows(train, self.name, True)
+        if bad is None:
+            bad = NonFiniteRows(train, self.name, self.skip_nonfinite)
+            scores = self.chunk_scores(train, chunk, val_dir, rng, bad)
+            bad.finish()
+            return scores
         if self.mode == "rand":
             return rng.random(len(chunk))
         if self.mode == "accgreedy":
