@@ -137,6 +137,11 @@ class DiskArray:
         return getattr(ufunc, method)(*inputs, **kwargs)
 
     def __array_function__(self, func: Any, types: Any, args: Any, kwargs: Any) -> Any:
+        if func is np.shape and len(args) == 1 and not kwargs:  # the shape is known without reading anything
+            return self.shape
+        if func is np.ndim and len(args) == 1 and not kwargs:
+            return self.ndim
+
         def load(x: Any) -> Any:
             if isinstance(x, DiskArray):
                 return np.asarray(x)

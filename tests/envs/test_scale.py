@@ -66,3 +66,19 @@ def test_alignment_names_a_nan_row():
     val = FeatureTable(["v"], {"grad": np.array([[1.0, 0.0]])})
     with pytest.raises(SelectgymError, match=r"NaN or inf in table 'train' \('grad': 1 row\(s\), e\.g\. 'b'\)"):
         alignment(train, val)
+
+
+def test_feature_select_over_a_lazy_store_never_loads_a_whole_array(tmp_path, monkeypatch):
+    train, val = synthetic_tables()
+    lazy_train, lazy_val = _stored(tmp_path, train, val)
+    monkeypatch.setattr(summaries, "KMEANS_SAMPLE", 100)  # the pool (240 rows) is clustered from a sample
+    monkeypatch.setattr(table_mod, "BLOCK_BYTES", 7 * 16 * 4)
+
+    def whole(self, *args, **kwargs):
+        raise AssertionError(f"{self.name} loaded whole")
+
+    monkeypatch.setattr(DiskArray, "__array__", whole)
+    env = gym.make(FEATURE_SELECT, table=lazy_train, val_table=lazy_val, budget=40, n_clusters=8,
+                   reward="none").unwrapped
+    env.reset(seed=0)
+    assert env.step(0)[0].shape == env.observation_space.shape

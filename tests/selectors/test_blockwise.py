@@ -210,3 +210,22 @@ def test_every_validation_row_nonfinite_is_an_error(make_table):
     val = make_table(grad=[[np.nan, 0.0]])
     with pytest.raises(SelectgymError, match="every row of table"):
         LessSelector(skip_nonfinite=True).select(train, val, 1, seed=0)
+
+
+@pytest.mark.parametrize("make", [LessSelector, NiceSelector, lambda: GradAlignSelector(mode="sim", chunk_size=30),
+                                  lambda: GradAlignSelector(mode="learnalign", chunk_size=30)])
+def test_selectors_never_read_more_than_a_block(tmp_path, small_blocks, monkeypatch, make):
+    train_arrays, val_arrays = _arrays(np.random.default_rng(6))
+    store = _store(tmp_path, train_arrays, val_arrays)
+    train, val = store.table("train"), store.table("val")
+    reads = []
+    read, take = DiskArray.read, DiskArray.take
+    monkeypatch.setattr(DiskArray, "read", lambda self, a, b: reads.append(b - a) or read(self, a, b))
+    monkeypatch.setattr(DiskArray, "take", lambda self, rows: reads.append(len(rows)) or take(self, rows))
+
+    def whole(self, *args, **kwargs):
+        raise AssertionError(f"{self.name} loaded whole")
+
+    monkeypatch.setattr(DiskArray, "__array__", whole)
+    make().select(train, val, 10, seed=0)
+    assert reads and max(reads) <= max(4, M)  # training blocks of 4 rows; the validation table is read whole
