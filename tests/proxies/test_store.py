@@ -206,3 +206,25 @@ def test_ids_come_from_headers_and_corrupt_headers_are_errors(tmp_path):
     shard.write_bytes(shard.read_bytes()[:5])
     with pytest.raises(SelectgymError, match="truncated"):
         store.table("train")
+
+
+def test_a_store_written_before_lazy_tables_reads_the_same(tmp_path):
+    import json
+
+    from safetensors.numpy import save_file
+
+    store = FeatureStore.create(tmp_path, {"k": 1}, META)
+    info = json.loads((store.path / "meta.json").read_text())
+    del info["grad_dtype"]  # what the earlier store wrote
+    (store.path / "meta.json").write_text(json.dumps(info))
+    (store.path / "train").mkdir()
+    for i in range(2):  # shards as the earlier writer saved them: plain safetensors, ids in the metadata
+        ids, arrays = _rows(i)
+        save_file(arrays, str(store.path / "train" / f"shard-{i:05d}.safetensors"),
+                  metadata={"ids": json.dumps(ids), "table": "train", "index": str(i)})
+    store.mark_complete({"train": 2})
+    old = FeatureStore.open(store.path)
+    assert old.grad_dtype == "float32"
+    table = old.table("train")
+    assert table.ids == [f"ex-{i}" for i in range(6)]
+    np.testing.assert_array_equal(np.asarray(table.get("grad")), np.arange(24, dtype=np.float32).reshape(6, 4))
