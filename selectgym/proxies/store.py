@@ -268,6 +268,10 @@ class FeatureStore:
         for index, (path, header, data_start) in enumerate(headers):
             shard_ids = json.loads(header.get("__metadata__", {}).get("ids", "[]"))
             arrays = {k: v for k, v in header.items() if k != "__metadata__"}
+            end = data_start + max((int(v["data_offsets"][1]) for v in arrays.values()), default=0)
+            if path.stat().st_size < end:
+                raise SelectgymError(f"{path} is truncated ({path.stat().st_size} of {end} bytes); remove the store "
+                                     f"and recompute")
             if kinds and set(arrays) != set(kinds):
                 raise SelectgymError(f"{self.path}: shard {index} of {name!r} has arrays {sorted(arrays)}, "
                                      f"the others {sorted(kinds)}; remove the store and recompute")

@@ -203,7 +203,11 @@ def test_ids_come_from_headers_and_corrupt_headers_are_errors(tmp_path):
     store = _sharded(tmp_path, 2)
     assert store.ids("train") == [f"ex-{i}" for i in range(6)]
     shard = store.path / "train" / "shard-00001.safetensors"
-    shard.write_bytes(shard.read_bytes()[:5])
+    whole = shard.read_bytes()
+    shard.write_bytes(whole[:-8])  # the header is whole, the data is not
+    with pytest.raises(SelectgymError, match=r"truncated \(\d+ of \d+ bytes\)"):
+        store.table("train")
+    shard.write_bytes(whole[:5])
     with pytest.raises(SelectgymError, match="truncated"):
         store.table("train")
 
