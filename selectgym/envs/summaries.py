@@ -34,7 +34,7 @@ FEATURES = ("alignment", "pass_rate", "dpo_gap", "loss", "length")
 #: every feature lies in [-FEATURE_BOUND, FEATURE_BOUND].
 FEATURE_BOUND = 5.0
 #: pools larger than this are clustered on a seeded sample of this many rows (then assigned in blocks).
-KMEANS_SAMPLE = 50_000
+KMEANS_SAMPLE = 20_000
 
 
 def _zscore(x: np.ndarray) -> np.ndarray:
