@@ -147,7 +147,7 @@ def nearest_centre(arr, centres: np.ndarray, feature: str = "embedding") -> np.n
     centres_t = centres.T.astype(np.float32)
     centre_sq = (centres * centres).sum(axis=1)
     labels = np.empty(len(arr), dtype=np.int64)
-    for where, x in iter_blocks(arr):
+    for where, x in iter_blocks(arr, reuse=True):
         x = x.reshape(len(x), -1)
         if not np.isfinite(x).all():
             raise SelectgymError(f"the {feature!r} array used for clustering holds NaN or inf; recompute the features")

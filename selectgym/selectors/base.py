@@ -207,7 +207,7 @@ def blockwise_scores(train: FeatureTable, terms: Sequence[tuple[str, np.ndarray,
     if n == 0:
         return out
     block_rows = min(block_size(arr) for arr, *_ in arrays)
-    readers = [iter_blocks(arr, rows=rows, block_rows=block_rows) for arr, *_ in arrays]
+    readers = [iter_blocks(arr, rows=rows, block_rows=block_rows, reuse=True) for arr, *_ in arrays]
     for blocks in zip(*readers, strict=True):
         where = blocks[0][0]
         positions = np.arange(where.start, where.stop) if rows is None else rows[where]

@@ -68,7 +68,7 @@ def weighted_row_sum(train: FeatureTable, name: str, rows: np.ndarray, weights: 
     """
     arr = train.get(name)
     total = np.zeros(int(np.prod(np.shape(arr)[1:])), dtype=np.float64)
-    for where, x in iter_blocks(arr, rows=rows):
+    for where, x in iter_blocks(arr, rows=rows, reuse=True):
         norms, nonfinite = row_norms(x)
         w = np.asarray(weights[where], dtype=np.float32)
         if len(nonfinite):

@@ -220,7 +220,7 @@ def test_selectors_never_read_more_than_a_block(tmp_path, small_blocks, monkeypa
     train, val = store.table("train"), store.table("val")
     reads = []
     read, take = DiskArray.read, DiskArray.take
-    monkeypatch.setattr(DiskArray, "read", lambda self, a, b: reads.append(b - a) or read(self, a, b))
+    monkeypatch.setattr(DiskArray, "read", lambda self, a, b, out=None: reads.append(b - a) or read(self, a, b, out))
     monkeypatch.setattr(DiskArray, "take", lambda self, rows: reads.append(len(rows)) or take(self, rows))
 
     def whole(self, *args, **kwargs):
