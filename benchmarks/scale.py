@@ -62,8 +62,8 @@ def store_path(data: Path, kind: str, n: int) -> Path:
     return data / f"{kind}-{n}"
 
 
-def write_store(data: Path, kind: str, n: int, dim: int) -> Path:
-    """Write (or reuse) one synthetic store; returns its folder."""
+def write_store(data: Path, kind: str, n: int, dim: int) -> tuple[Path, bool]:
+    """Write (or reuse) one synthetic store; returns its folder and whether it was already there."""
     from selectgym.proxies.store import FeatureStore
 
     root = store_path(data, kind, n)
@@ -71,7 +71,7 @@ def write_store(data: Path, kind: str, n: int, dim: int) -> Path:
     material = {"synthetic": f"scale-{kind}", "n": n, "dim": dim, "seed": 0, "noise": "uniform"}
     store = FeatureStore.create(root, material, {"note": "synthetic store of benchmarks/scale.py"}, grad_dtype)
     if store.complete:
-        return store.path
+        return store.path, True
     dirs, centres = _topics(dim, 0)
     starts = list(range(0, n, SHARD_ROWS))
     done = set(store.finished_shards("train"))
@@ -99,7 +99,7 @@ def write_store(data: Path, kind: str, n: int, dim: int) -> Path:
     if not store.has_table("val"):
         store.write_shard("val", 0, [f"v{j}" for j in range(VAL_ROWS)], val)
     store.mark_complete({"train": len(starts), "val": 1})
-    return store.path
+    return store.path, False
 
 
 def train_policy(data: Path, dim: int) -> Path:
@@ -247,10 +247,10 @@ def main(argv: list[str] | None = None) -> int:
     for n in args.sizes:
         for kind in ("a", "b"):
             t = time.perf_counter()
-            path = write_store(data, kind, n, args.dim)
+            path, reused = write_store(data, kind, n, args.dim)
             size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
             stored[f"{kind}-{n}"] = {"path": str(path), "gb": round(size / 2**30, 2),
-                                     "write_s": round(time.perf_counter() - t, 1)}
+                                     **({"reused": True} if reused else {"write_s": round(time.perf_counter() - t, 1)})}
             print(f"store {kind}-{n}: {stored[f'{kind}-{n}']}", flush=True)
     if "policy" in args.ops:
         train_policy(data, args.dim)
