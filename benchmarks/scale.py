@@ -201,6 +201,13 @@ def run_op(op: str, data: Path, n: int, dim: int) -> dict:
 
 
 def child(op: str, data: Path, n: int, dim: int, code: Path | None, timeout: float, threads: int) -> dict:
+    cached = cached_share(store_path(data, "b" if op == "gradalign_sim" else "a", n))
+    row = _child(op, data, n, dim, code, timeout, threads)
+    row["cached_before"] = cached
+    return row
+
+
+def _child(op: str, data: Path, n: int, dim: int, code: Path | None, timeout: float, threads: int) -> dict:
     env = dict(os.environ, PYTHONPATH=str(code or Path(__file__).resolve().parents[1]), OMP_NUM_THREADS=str(threads),
                OPENBLAS_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
     cmd = [sys.executable, str(Path(__file__).resolve()), "--child", op, "--data", str(data), "--sizes", str(n),
@@ -213,6 +220,27 @@ def child(op: str, data: Path, n: int, dim: int, code: Path | None, timeout: flo
         last = (done.stderr.strip().splitlines() or ["?"])[-1]
         return {"n": n, "op": op, "seconds": None, "peak_rss_gb": None, "error": last}
     return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def cached_share(root: Path) -> float | None:
+    """Share of a store's bytes already in the OS page cache (``fincore``), or None where it is missing.
+
+    An operation that finds its store cached reads at memory speed; one that does not reads at disk speed.
+    """
+    files = [str(p) for p in sorted(root.rglob("*.safetensors"))]
+    if not files:
+        return None
+    try:
+        done = subprocess.run(["fincore", "--bytes", "--noheadings", "--output", "RES,SIZE", *files],
+                              capture_output=True, text=True, timeout=60, check=True)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    res = size = 0
+    for line in done.stdout.splitlines():
+        parts = line.split()
+        if len(parts) == 2:
+            res, size = res + int(parts[0]), size + int(parts[1])
+    return round(res / size, 2) if size else None
 
 
 def mem_available_gb() -> float:
@@ -301,7 +329,9 @@ def main(argv: list[str] | None = None) -> int:
               "", f"Machine: {os.cpu_count()} cores, Python {meta['python']}, {args.threads} thread(s) per operation; "
               f"load average (1/5/15 min) before the operations {load_before}, after {meta['load_average']}. The "
               "machine is shared with other jobs: wall seconds include waiting for a core, CPU seconds do not. "
-              "GB are GiB (2^30 bytes); peak RSS is VmHWM, so it counts the pages of mapped files a process touched."]
+              "GB are GiB (2^30 bytes); peak RSS is VmHWM, so it counts the pages of mapped files a process touched. "
+              "cached_before: the share of the store's bytes already in the OS page cache when the operation began "
+              "(fincore); what is not cached is read from disk."]
     (out / "scale.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
     return 0
 
