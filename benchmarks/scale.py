@@ -264,9 +264,14 @@ def main(argv: list[str] | None = None) -> int:
                         help="BLAS/torch threads per operation (scoring is memory-bound; on a shared 2-core machine "
                              "one thread ran faster than two)")
     parser.add_argument("--out", default=str(RESULTS), help="folder for scale.json and scale.md")
+    parser.add_argument("--report-only", action="store_true", help="rewrite scale.md from scale.json in --out")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     data = Path(args.data)
+    if args.report_only:
+        saved = json.loads((Path(args.out) / "scale.json").read_text(encoding="utf-8"))
+        (Path(args.out) / "scale.md").write_text(report(saved["rows"], saved["meta"]), encoding="utf-8")
+        return 0
     if args.child:
         print(json.dumps(run_op(args.child, data, args.sizes[0], args.dim)))
         return 0
@@ -311,7 +316,13 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "scale.json").write_text(json.dumps({"rows": rows, "meta": meta}, indent=1) + "\n", encoding="utf-8")
-    lines = ["# Selection at scale: time and peak memory", "", f"Command: `{command}`", "",
+    (out / "scale.md").write_text(report(rows, meta), encoding="utf-8")
+    return 0
+
+
+def report(rows: list[dict], meta: dict) -> str:
+    """The Markdown table of a run, with what each figure means."""
+    lines = ["# Selection at scale: time and peak memory", "", f"Command: `{meta['command']}`", "",
              "| n | op | code | seconds | CPU seconds | peak RSS (GB) | goal met | notes |",
              "|---:|---|---|---:|---:|---:|---|---|"]
     for r in rows:
@@ -322,18 +333,35 @@ def main(argv: list[str] | None = None) -> int:
                      f"{'-' if r['seconds'] is None else r['seconds']} | {r.get('cpu_seconds', '-')} | "
                      f"{'-' if r['peak_rss_gb'] is None else r['peak_rss_gb']} | "
                      f"{'yes' if ok else 'no'} | {notes} |")
-    lines += ["", f"Stores: {json.dumps(stored)}", "",
-              f"float16 storage of projected gradients (d = {args.dim}, {cost['rows']} rows): cosine with the float32 "
+    ours = {(r["n"], r["op"]): r for r in rows if "code" not in r and r["seconds"] is not None}
+    for r in rows:
+        mine = ours.get((r["n"], r["op"]))
+        if "code" in r and r["seconds"] is not None and mine:
+            lines += ["", f"`{r['op']}` at n = {r['n']:,}, {r['code']} against this branch in the same run: "
+                          f"{r['seconds'] / mine['seconds']:.1f}x the time ({r['seconds']} s vs {mine['seconds']} s) "
+                          f"and {r['peak_rss_gb'] / mine['peak_rss_gb']:.0f}x the peak memory "
+                          f"({r['peak_rss_gb']} GB vs {mine['peak_rss_gb']} GB)."]
+    cost, dim = meta["fp16"], meta["fp16"]["dim"]
+    lines += ["", "Operations (each in a fresh process; seconds from opening the store to the result, imports "
+              "excluded): `open` = the train and validation tables; `less`, `nice` = the selector at 5%; "
+              "`gradalign_sim` = GradAlign `mode=sim` at 5% in rounds (chunks of n/100, q = 4, 20 rounds); "
+              "`feature_select` = `selectgym/FeatureSelect-v0` with 64 clusters over the store (reward `none`, "
+              "alignment from `grad_adam`) and a reset; `policy` = a saved PPO policy (trained for 2,048 steps on a "
+              "4,096-row pool with the same env settings, batch 64: it is there to be applied, not to be good) "
+              "applied at 5%.",
+              "", f"Stores: {json.dumps(meta['stores'])}", "",
+              f"float16 storage of projected gradients (d = {dim}, {cost['rows']} rows): cosine with the float32 "
               f"row min {cost['cosine_min']:.8f}, mean {cost['cosine_mean']:.8f}; LESS scores differ by at most "
               f"{cost['less_score_max_abs_diff']:.2e}; the top 5% overlap {100 * cost['less_top5pct_overlap']:.1f}%.",
-              "", f"Machine: {os.cpu_count()} cores, Python {meta['python']}, {args.threads} thread(s) per operation; "
-              f"load average (1/5/15 min) before the operations {load_before}, after {meta['load_average']}. The "
-              "machine is shared with other jobs: wall seconds include waiting for a core, CPU seconds do not. "
-              "GB are GiB (2^30 bytes); peak RSS is VmHWM, so it counts the pages of mapped files a process touched. "
-              "cached_before: the share of the store's bytes already in the OS page cache when the operation began "
-              "(fincore); what is not cached is read from disk."]
-    (out / "scale.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return 0
+              "", f"Machine: {meta['cpus']} cores, Python {meta['python']}, {meta['threads']} thread(s) per operation; "
+              f"load average (1/5/15 min) before the operations {meta['load_average_before']}, after "
+              f"{meta['load_average']}. The machine is shared with other jobs: wall seconds include waiting for a "
+              "core, CPU seconds do not. GB are GiB (2^30 bytes); peak RSS is VmHWM, so it counts the pages of "
+              "mapped files a process touched. cached_before: the share of the store's bytes already in the OS page "
+              "cache when the operation began (fincore); what is not cached is read from disk."]
+    if meta.get("notes"):
+        lines += ["", *meta["notes"]]
+    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":
