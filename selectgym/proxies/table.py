@@ -43,9 +43,9 @@ BLOCK_BYTES = 8 << 20
 class DiskArray:
     """One array's rows spread over shard files, read on demand (never held whole unless asked).
 
-    ``parts`` are ``(path, byte offset of the first row, rows)`` in row order. Each read maps only the rows
-    it needs and drops the mapping afterwards, so pages read once leave the process (the OS may cache them,
-    but they do not count against its memory).
+    ``parts`` are ``(path, byte offset of the first row, rows)`` in row order. A run of rows is a plain file
+    read; a gather of scattered rows maps only the span it needs and drops the mapping afterwards. Either
+    way the pages read leave the process (the OS may cache them, but they do not count against its memory).
     """
 
     def __init__(self, parts: Sequence[tuple[str | Path, int, int]], dtype: np.dtype | str,
