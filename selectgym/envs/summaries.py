@@ -11,6 +11,10 @@ Every feature is scale-free, so per-cluster summaries mean the same thing on any
 =============  =========================================================================================
 
 A feature the table lacks is a column of zeros, and its presence flag is 0.
+
+Both scale to pools of 10^6 rows over a lazily opened store: ``alignment`` reads the gradients a block at a
+time in float32, and a pool larger than ``KMEANS_SAMPLE`` is clustered by K-means on a seeded sample of
+that size, every row then assigned to its nearest centre a block at a time.
 """
 
 from __future__ import annotations
@@ -22,13 +26,15 @@ from collections.abc import Sequence
 import numpy as np
 
 from selectgym.errors import SelectgymError
-from selectgym.proxies.table import FeatureTable
+from selectgym.proxies.table import FeatureTable, iter_blocks
 
 log = logging.getLogger(__name__)
 
 FEATURES = ("alignment", "pass_rate", "dpo_gap", "loss", "length")
 #: every feature lies in [-FEATURE_BOUND, FEATURE_BOUND].
 FEATURE_BOUND = 5.0
+#: pools larger than this are clustered on a seeded sample of this many rows (then assigned in blocks).
+KMEANS_SAMPLE = 20_000
 
 
 def _zscore(x: np.ndarray) -> np.ndarray:
@@ -51,14 +57,22 @@ def require_finite(table: FeatureTable, name: str, which: str = "training") -> n
 
 def alignment(table: FeatureTable, val_table: FeatureTable, train_grad: str = "grad",
               val_grad: str = "grad") -> np.ndarray:
-    """cos(g_i, mean_j g_val_j) for every training example (0 where a gradient is all zeros)."""
-    g = np.asarray(require_finite(table, train_grad), dtype=np.float64)
-    target = np.asarray(require_finite(val_table, val_grad, "validation"), dtype=np.float64).mean(axis=0)
-    if g.shape[1] != target.shape[0]:
-        raise SelectgymError(f"train {train_grad!r} has dimension {g.shape[1]} but validation {val_grad!r} has "
-                             f"{target.shape[0]}; compute both with the same projection")
-    norms = np.linalg.norm(g, axis=1) * np.linalg.norm(target)
-    return np.divide(g @ target, norms, out=np.zeros(len(g)), where=norms > 0)
+    """cos(g_i, mean_j g_val_j) for every training example (0 where a gradient is all zeros).
+
+    Read a block at a time in float32; a row or validation row with NaN or inf is an error naming it.
+    """
+    from selectgym.selectors.base import NonFiniteRows, blockwise_scores, check_dims, read_target
+
+    who, hint = "the selection env", "recompute those features"
+    (val_rows,), _ = read_target(val_table, [val_grad], who, False, hint=hint)
+    target = val_rows.mean(axis=0, dtype=np.float64)
+    check_dims(np.shape(table.get(train_grad)), (1, *target.shape), f"train {train_grad!r}", f"validation {val_grad!r}")
+    norm = float(np.linalg.norm(target))
+    unit = (target / norm if norm > 0 else target).astype(np.float32)
+    bad = NonFiniteRows(table, who, False, hint=hint)
+    scores = blockwise_scores(table, [(train_grad, unit[None], 1.0)], lambda sim: sim[:, 0], bad)
+    bad.finish()
+    return scores
 
 
 def available_features(table: FeatureTable, val_table: FeatureTable | None, train_grad: str = "grad",
@@ -111,16 +125,44 @@ def feature_matrix(table: FeatureTable, val_table: FeatureTable | None, features
 
 
 def cluster_labels(table: FeatureTable, n_clusters: int, seed: int = 0, feature: str = "embedding") -> np.ndarray:
-    """K-means (scikit-learn, seeded) cluster label of every row of ``table[feature]``."""
+    """K-means (scikit-learn, seeded) cluster label of every row of ``table[feature]``.
+
+    Up to ``KMEANS_SAMPLE`` rows: K-means on all of them. Beyond: K-means on a seeded sample of
+    ``KMEANS_SAMPLE`` rows, then every row goes to its nearest centre, a block at a time, so memory stays
+    bounded and the labels depend only on the data and the seed.
+    """
     from sklearn.cluster import KMeans
 
-    data = np.asarray(table.get(feature), dtype=np.float64)
+    arr = table.get(feature)
+    n = len(arr)
+    if n_clusters < 1 or n < n_clusters:
+        raise SelectgymError(f"cannot make {n_clusters} clusters from {n} examples; "
+                             f"use n_clusters between 1 and {n}")
+    sample = None if n <= KMEANS_SAMPLE else np.sort(np.random.default_rng(seed).choice(n, KMEANS_SAMPLE,
+                                                                                          replace=False))
+    data = np.asarray(arr if sample is None else arr[sample], dtype=np.float64)
     if data.ndim == 1:
         data = data[:, None]
-    if n_clusters < 1 or len(data) < n_clusters:
-        raise SelectgymError(f"cannot make {n_clusters} clusters from {len(data)} examples; "
-                             f"use n_clusters between 1 and {len(data)}")
+    if not np.isfinite(data).all():
+        raise SelectgymError(f"the {feature!r} array used for clustering holds NaN or inf; recompute the features")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # duplicate points make sklearn warn about fewer distinct clusters
         km = KMeans(n_clusters=n_clusters, n_init=4, random_state=seed).fit(data)
-    return km.labels_.astype(np.int64)
+    if sample is None:
+        return km.labels_.astype(np.int64)
+    return nearest_centre(arr, km.cluster_centers_, feature)
+
+
+def nearest_centre(arr, centres: np.ndarray, feature: str = "embedding") -> np.ndarray:
+    """Index of the nearest of ``centres`` (squared Euclidean) for every row of ``arr``, a block at a time."""
+    centres = np.asarray(centres, dtype=np.float64)
+    centres_t = centres.T.astype(np.float32)
+    centre_sq = (centres * centres).sum(axis=1)
+    labels = np.empty(len(arr), dtype=np.int64)
+    for where, x in iter_blocks(arr, reuse=True):
+        x = x.reshape(len(x), -1)
+        if not np.isfinite(x).all():
+            raise SelectgymError(f"the {feature!r} array used for clustering holds NaN or inf; recompute the features")
+        # |x - c|^2 = |x|^2 - 2 x.c + |c|^2; |x|^2 is the same for every centre
+        labels[where] = np.argmin(centre_sq[None, :] - 2.0 * (x @ centres_t), axis=1)
+    return labels

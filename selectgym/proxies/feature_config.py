@@ -15,6 +15,7 @@ from selectgym.proxies.lora import ALL_LINEAR, LoraSpec
 from selectgym.proxies.policy_grad import BASELINES, POLICIES
 from selectgym.proxies.projection import PROJECTIONS
 from selectgym.proxies.rewards import KINDS as COMPLETION_REWARDS
+from selectgym.proxies.store import GRAD_DTYPES
 
 #: rollout backends a feature run may name ("auto" is for finetune's model paths)
 ROLLOUT_BACKENDS = ("transformers", "vllm", "openai")
@@ -54,6 +55,9 @@ class FeatureConfig:
     projection: str = field(default="sjlt", metadata={"help": f"random projection: {', '.join(PROJECTIONS)}"})
     proj_dim: int = field(default=8192, metadata={
         "help": "projected gradient dimension (ignored with projection none)"})
+    grad_dtype: str = field(default="float32", metadata={
+        "help": "storage of projected gradients: float32, or float16 (half the disk and reading time; cosine "
+                "error below 2e-7, benchmarks/results/scale.md)"})
     seed: int = field(default=0, metadata={"help": "seed of the proxy, warm-up, projection and rollouts"})
     batch_size: int = field(default=8, metadata={"help": "examples per forward/backward pass"})
     max_length: int = field(default=256, metadata={"help": "tokens per example (prompt cut from the left first)"})
@@ -93,6 +97,7 @@ class FeatureConfig:
         _choice("gradient_type", self.gradient_type, GRADIENT_TYPES)
         _choice("projection", self.projection, PROJECTIONS)
         _choice("adam_eps", self.adam_eps, ADAM_EPS_FORMS)
+        _choice("grad_dtype", self.grad_dtype, GRAD_DTYPES)
         _choice("nice_baseline", self.nice_baseline, BASELINES)
         _choice("nice_policy", self.nice_policy, POLICIES)
         _choice("dpo_reduction", self.dpo_reduction, DPO_REDUCTIONS)

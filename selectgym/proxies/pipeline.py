@@ -101,7 +101,7 @@ def compute_features(pool_path: str | os.PathLike, val_path: str | os.PathLike |
             "model": cfg.model, "config": cfg.to_dict(), "features": list(cfg.features), "shards": n_shards}
     root = Path(out_dir)
     with process_group(world_size):
-        store = _open_store(root, store_material(cfg, pool, val), meta, rank, world_size)
+        store = _open_store(root, store_material(cfg, pool, val), meta, rank, world_size, cfg.grad_dtype)
         if store.complete:
             log.info("features already complete at %s", store.path)
             if rank == 0:
@@ -132,15 +132,15 @@ def compute_features(pool_path: str | os.PathLike, val_path: str | os.PathLike |
     return done
 
 
-def _open_store(root: Path, material: dict[str, Any], meta: dict[str, Any], rank: int,
-                world_size: int) -> FeatureStore:
+def _open_store(root: Path, material: dict[str, Any], meta: dict[str, Any], rank: int, world_size: int,
+                grad_dtype: str) -> FeatureStore:
     """Rank 0 creates the store; the others open it after a barrier."""
     if rank == 0:
-        store = FeatureStore.create(root, material, meta)
+        store = FeatureStore.create(root, material, meta, grad_dtype=grad_dtype)
         barrier(world_size)
         return store
     barrier(world_size)
-    return FeatureStore.create(root, material, meta)
+    return FeatureStore.create(root, material, meta, grad_dtype=grad_dtype)
 
 
 @contextmanager

@@ -7,6 +7,12 @@ Layout of one store (``<root>/<key>/``, ``key`` = hash of model, adapter, pool c
     <table>/shard-00000.safetensors   that shard's rows of every array; the ids in the file's metadata
     complete.json                     written last: shards per table; until then the store is partial
 
+Tables open lazily: ``table(name)`` reads only the shard headers (ids and where each array's rows lie)
+and gives ``DiskArray``s for per-row vectors, so a pool of 10^6 rows at d = 8192 opens in seconds and
+little memory. A store created with ``grad_dtype="float16"`` keeps projected gradients in half precision
+(half the disk and reading time; the cosine error it costs is measured in ``benchmarks/results/scale.md``);
+scoring reads them as float32. Stores written before either change read the same way.
+
 One root (``--out``) can hold stores for several configurations; ``<root>/latest.json`` names the one
 most recently finished or reused, which is what opening the root gives when it holds more than one.
 
@@ -19,13 +25,14 @@ from __future__ import annotations
 import json
 import os
 import re
+import struct
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from selectgym.errors import SelectgymError
-from selectgym.proxies.table import FeatureTable
+from selectgym.proxies.table import DiskArray, FeatureTable
 from selectgym.utils import atomic_path, stable_hash, write_json
 
 STORE_VERSION = 1
@@ -35,6 +42,34 @@ PROXY_FILE = "proxy.safetensors"
 LATEST_FILE = "latest.json"
 SHARD_RE = re.compile(r"^shard-(\d{5,})\.safetensors$")
 TABLE_NAME_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
+#: array names (before any ``@ckpt``) holding projected gradients, the arrays ``grad_dtype`` applies to
+GRADIENT_ARRAYS = ("grad", "grad_adam", "pg_grad", "grpo_grad")
+GRAD_DTYPES = ("float32", "float16")
+#: safetensors dtype names -> numpy
+SAFETENSORS_DTYPES = {"F64": np.float64, "F32": np.float32, "F16": np.float16, "I64": np.int64, "I32": np.int32,
+                      "I16": np.int16, "I8": np.int8, "U8": np.uint8, "BOOL": np.bool_}
+
+
+def is_gradient_array(name: str) -> bool:
+    """True for projected-gradient arrays (``grad``, ``grad_adam@ckpt1``...), which may be stored as float16."""
+    return name.split("@", 1)[0] in GRADIENT_ARRAYS
+
+
+def read_header(path: str | os.PathLike) -> tuple[dict[str, Any], int]:
+    """A safetensors file's header (tensor entries and ``__metadata__``) and the byte offset its data starts at."""
+    with open(path, "rb") as fh:
+        raw = fh.read(8)
+        if len(raw) != 8:
+            raise SelectgymError(f"{path} is truncated (no safetensors header); remove the store and recompute")
+        (size,) = struct.unpack("<Q", raw)
+        body = fh.read(size)
+    if len(body) != size:
+        raise SelectgymError(f"{path} is truncated (header cut short); remove the store and recompute")
+    try:
+        header = json.loads(body)
+    except ValueError:
+        raise SelectgymError(f"{path} has a corrupt header; remove the store and recompute") from None
+    return header, 8 + size
 
 
 def store_key(key_material: dict[str, Any]) -> str:
@@ -56,17 +91,24 @@ class FeatureStore:
         self.last_run: dict[str, int] | None = None
 
     @classmethod
-    def create(cls, root: str | os.PathLike, key_material: dict[str, Any], meta: dict[str, Any]) -> FeatureStore:
+    def create(cls, root: str | os.PathLike, key_material: dict[str, Any], meta: dict[str, Any],
+               grad_dtype: str = "float32") -> FeatureStore:
         """Create (or reopen, to resume) the store ``<root>/<key>/`` for this material.
 
         ``meta`` is stored only when the store is new: an existing store keeps the meta its first run wrote.
+        ``grad_dtype="float16"`` stores projected gradients in half precision; it is part of the key, so a
+        float16 store never resumes a float32 one.
         """
+        if grad_dtype not in GRAD_DTYPES:
+            raise SelectgymError(f"grad_dtype must be one of {', '.join(GRAD_DTYPES)}, got {grad_dtype!r}")
+        if grad_dtype != "float32":
+            key_material = {**key_material, "grad_dtype": grad_dtype}
         key = store_key(key_material)
         path = Path(root) / key
         if not (path / META_FILE).exists():
             path.mkdir(parents=True, exist_ok=True)
             write_json(path / META_FILE, {"version": STORE_VERSION, "key": key, "key_material": key_material,
-                                          "meta": meta})
+                                          "meta": meta, "grad_dtype": grad_dtype})
         store = cls(path)
         if store.key != key:
             raise SelectgymError(f"{path} holds features for key {store.key}, not {key}; remove the folder")
@@ -102,6 +144,11 @@ class FeatureStore:
         return self._info["key"]
 
     @property
+    def grad_dtype(self) -> str:
+        """How projected gradients are stored (``float32``, or ``float16`` for half the disk)."""
+        return self._info.get("grad_dtype", "float32")
+
+    @property
     def key_material(self) -> dict[str, Any]:
         return self._info["key_material"]
 
@@ -135,6 +182,8 @@ class FeatureStore:
             raise SelectgymError(f"shard {index} of table {table!r} has no rows")
         tensors = {}
         for name, arr in arrays.items():
+            if self.grad_dtype != "float32" and is_gradient_array(name):
+                arr = np.asarray(arr, dtype=self.grad_dtype)
             arr = np.ascontiguousarray(arr)
             if len(arr) != len(ids):
                 raise SelectgymError(f"array {name!r} has {len(arr)} rows but shard {index} has {len(ids)} ids")
@@ -184,8 +233,8 @@ class FeatureStore:
     def has_table(self, name: str) -> bool:
         return bool(self.finished_shards(name))
 
-    def table(self, name: str) -> FeatureTable:
-        """All shards of ``name`` concatenated in order; an incomplete store is an error."""
+    def _shard_list(self, name: str) -> list[int]:
+        """The shard indices of a finished table; an incomplete store is an error."""
         shards = self.finished_shards(name)
         if not shards:
             raise SelectgymError(f"{self.path} has no {name!r} features (tables: {', '.join(self.tables) or 'none'})")
@@ -196,17 +245,54 @@ class FeatureStore:
         if expected is None or shards != list(range(expected)):
             raise SelectgymError(f"{self.path} is incomplete ({len(shards)} shards of {name!r} finished); "
                                  f"rerun `selectgym features` with the same settings to finish it")
+        return shards
+
+    def _headers(self, name: str) -> list[tuple[Path, dict[str, Any], int]]:
+        return [(p, *read_header(p)) for p in (self._shard_path(name, i) for i in self._shard_list(name))]
+
+    def ids(self, name: str) -> list[str]:
+        """The ids of table ``name`` in row order, read from the shard headers without touching any array."""
+        return [i for _, header, _ in self._headers(name) for i in json.loads(header["__metadata__"]["ids"])]
+
+    def table(self, name: str, lazy: bool = True) -> FeatureTable:
+        """All shards of ``name`` as one table; an incomplete store is an error.
+
+        ``lazy`` (the default) reads only the headers: per-row vectors stay on disk as ``DiskArray``s and
+        one-number-per-row arrays (loss, length...) are read at once (they are small). ``lazy=False`` loads
+        every array into memory, as the store did before it opened tables lazily.
+        """
+        headers = self._headers(name)
         ids: list[str] = []
-        parts: dict[str, list[np.ndarray]] = {}
-        for index in shards:
-            shard_ids, arrays = self.read_shard(name, index)
-            if parts and set(arrays) != set(parts):
+        parts: dict[str, list[tuple[Path, int, int]]] = {}
+        kinds: dict[str, tuple[str, tuple[int, ...]]] = {}
+        for index, (path, header, data_start) in enumerate(headers):
+            shard_ids = json.loads(header.get("__metadata__", {}).get("ids", "[]"))
+            arrays = {k: v for k, v in header.items() if k != "__metadata__"}
+            end = data_start + max((int(v["data_offsets"][1]) for v in arrays.values()), default=0)
+            if path.stat().st_size < end:
+                raise SelectgymError(f"{path} is truncated ({path.stat().st_size} of {end} bytes); remove the store "
+                                     f"and recompute")
+            if kinds and set(arrays) != set(kinds):
                 raise SelectgymError(f"{self.path}: shard {index} of {name!r} has arrays {sorted(arrays)}, "
-                                     f"the others {sorted(parts)}; remove the store and recompute")
+                                     f"the others {sorted(kinds)}; remove the store and recompute")
+            for key, entry in arrays.items():
+                shape = tuple(entry["shape"])
+                if not shape or shape[0] != len(shard_ids):
+                    raise SelectgymError(f"{path}: array {key!r} has shape {shape} for {len(shard_ids)} ids; "
+                                         f"remove the store and recompute")
+                kind = (entry["dtype"], shape[1:])
+                if kinds.setdefault(key, kind) != kind:
+                    raise SelectgymError(f"{self.path}: array {key!r} of {name!r} has {kind} in shard {index} but "
+                                         f"{kinds[key]} before; remove the store and recompute")
+                parts.setdefault(key, []).append((path, data_start + int(entry["data_offsets"][0]), shape[0]))
             ids.extend(shard_ids)
-            for key, arr in arrays.items():
-                parts.setdefault(key, []).append(arr)
-        arrays = {key: np.concatenate(chunks, axis=0) for key, chunks in parts.items()}
+        arrays: dict[str, Any] = {}
+        for key, (dtype, row_shape) in kinds.items():
+            if dtype not in SAFETENSORS_DTYPES:
+                raise SelectgymError(f"{self.path}: array {key!r} is stored as {dtype}, which selectgym does not read; "
+                                     f"recompute the features")
+            disk = DiskArray(parts[key], SAFETENSORS_DTYPES[dtype], row_shape, name=f"{name}/{key}")
+            arrays[key] = disk if lazy and row_shape else np.asarray(disk)
         return FeatureTable(ids, arrays, {**self.meta, "table": name, "store": str(self.path)})
 
     # the proxy that produced the features -------------------------------------------------------------

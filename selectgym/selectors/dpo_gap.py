@@ -12,18 +12,27 @@ from typing import ClassVar
 import numpy as np
 
 from selectgym.proxies.table import FeatureTable
-from selectgym.selectors.base import Selector
+from selectgym.selectors.base import EXCLUDED, NonFiniteRows, Selector, check_flag
 
 
 @dataclass
 class DpoGapSelector(Selector):
     """Score = minus the gap ``r(x, chosen) - r(x, rejected)``, so the top ``k`` are the smallest gaps.
 
-    Default budget: 10% of the pool (the paper's ratio).
+    Default budget: 10% of the pool (the paper's ratio). A NaN or inf gap is an error, or with
+    ``skip_nonfinite`` that pair is left out (never selected) with a warning that counts them.
     """
+
+    skip_nonfinite: bool = False
 
     name: ClassVar[str] = "dpo_gap"
     default_budget: ClassVar[float] = 0.1
 
+    def __post_init__(self) -> None:
+        check_flag(self.name, "skip_nonfinite", self.skip_nonfinite)
+
     def score(self, train: FeatureTable, val: FeatureTable | None, rng: np.random.Generator) -> np.ndarray:
-        return -np.asarray(train.get("dpo_gap"), dtype=np.float64)
+        bad = NonFiniteRows(train, self.name, self.skip_nonfinite)
+        scores = -bad.check_vector("dpo_gap", np.asarray(train.get("dpo_gap"), dtype=np.float64))
+        scores[bad.finish()] = EXCLUDED
+        return scores

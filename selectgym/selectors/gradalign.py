@@ -18,7 +18,11 @@ round r scores chunk r only and keeps its best ``chunk_size // q``. ``select`` r
 stops as soon as the budget is met (the last round keeps only what is still needed), so the budget
 decides how many rounds run; a budget the rounds cannot fill is an error. Without ``q`` the budget is
 spread over all chunks in proportion to their size. Without ``chunk_size`` the whole pool is one chunk,
-which is plain top-k. ``batch_size`` and ``iters_per_select`` describe the GRPO schedule the selection
+which is plain top-k. A candidate's ``sim``/``dot`` score does not depend on its round, so those modes read
+the pool once, block by block; ``align`` and ``learnalign`` read each round's chunk (twice: its pooled
+direction, then the scores), never more. ``skip_nonfinite`` leaves candidates with NaN or inf features
+out (never selected) and drops such validation rows, with a warning that counts them; by default they are
+an error. ``batch_size`` and ``iters_per_select`` describe the GRPO schedule the selection
 feeds; when given, the paper's check ``(q * batch_size * iters_per_select) % chunk_size == 0`` applies.
 """
 
@@ -32,8 +36,20 @@ import numpy as np
 
 from selectgym.budget import resolve_budget
 from selectgym.errors import SelectgymError
-from selectgym.proxies.table import FeatureTable
-from selectgym.selectors.base import Selection, Selector, normalise_rows, top_k
+from selectgym.proxies.table import FeatureTable, iter_blocks
+from selectgym.selectors.base import (
+    EXCLUDED,
+    NonFiniteRows,
+    Selection,
+    Selector,
+    blockwise_scores,
+    check_flag,
+    normalise_rows,
+    read_target,
+    row_norms,
+    top_k,
+    unit_rows,
+)
 
 MODES = ("sim", "dot", "align", "learnalign", "accgreedy", "rand")
 NEEDS_VAL = ("sim", "dot")
@@ -42,6 +58,28 @@ NEEDS_VAL = ("sim", "dot")
 def pooled_direction(grads: np.ndarray) -> np.ndarray:
     """The sum of the rows, L2-normalised (zero if the rows sum to zero)."""
     return normalise_rows(np.asarray(grads, dtype=np.float64).sum(axis=0, keepdims=True))[0]
+
+
+def weighted_row_sum(train: FeatureTable, name: str, rows: np.ndarray, weights: np.ndarray, unit: bool,
+                     bad: NonFiniteRows) -> np.ndarray:
+    """``sum_i weights_i * x_i`` (``x_i / |x_i|`` with ``unit``) over ``rows``, read a block at a time.
+
+    Rows holding NaN or inf are recorded in ``bad`` and left out of the sum.
+    """
+    arr = train.get(name)
+    total = np.zeros(int(np.prod(np.shape(arr)[1:])), dtype=np.float64)
+    for where, x in iter_blocks(arr, rows=rows, reuse=True):
+        norms, nonfinite = row_norms(x)
+        w = np.asarray(weights[where], dtype=np.float32)
+        if len(nonfinite):
+            bad.add(name, rows[where][nonfinite])
+            x[nonfinite] = 0.0
+            w = w.copy()
+            w[nonfinite] = 0.0
+        if unit:
+            w = np.divide(w, norms, out=np.zeros_like(w), where=norms > 0)
+        total += w @ x
+    return total
 
 
 def _divisors_near(total: int, target: int, low: int, n: int = 3) -> list[int]:
@@ -58,12 +96,14 @@ class GradAlignSelector(Selector):
     q: int | None = None
     batch_size: int | None = None
     iters_per_select: int | None = None
+    skip_nonfinite: bool = False
 
     name: ClassVar[str] = "gradalign"
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
             raise SelectgymError(f"gradalign mode must be one of {', '.join(MODES)}, got {self.mode!r}")
+        check_flag(self.name, "skip_nonfinite", self.skip_nonfinite)
         for key in ("chunk_size", "q", "batch_size", "iters_per_select"):
             value = getattr(self, key)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
@@ -100,40 +140,63 @@ class GradAlignSelector(Selector):
     def _val_direction(self, val: FeatureTable | None) -> np.ndarray | None:
         if not self.needs_val:
             return None
-        direction = pooled_direction(self.require_val(val).get("grpo_grad"))
+        (grads,), _ = read_target(self.require_val(val), ["grpo_grad"], self.name, self.skip_nonfinite)
+        direction = unit_rows(grads.sum(axis=0, dtype=np.float64)[None])[0]
         if not direction.any():
             raise SelectgymError("the pooled validation GRPO gradient is zero (every validation problem's rollouts "
                                  "got equal rewards); use more rollouts, a harder/easier target set, or mode=align")
         return direction
 
+    def _vector(self, train: FeatureTable, name: str, bad: NonFiniteRows) -> np.ndarray:
+        """A one-number-per-row array as float64, its NaN/inf rows recorded in ``bad`` (read once per table)."""
+        values = train.derived(("gradalign_vector", name), lambda: np.asarray(train.get(name), dtype=np.float64))
+        return bad.check_vector(name, values)
+
     def chunk_scores(self, train: FeatureTable, chunk: np.ndarray, val_dir: np.ndarray | None,
-                     rng: np.random.Generator) -> np.ndarray:
-        """Scores of one round's candidates (``chunk`` = their row positions), in chunk order."""
+                     rng: np.random.Generator, bad: NonFiniteRows | None = None) -> np.ndarray:
+        """Scores of one round's candidates (``chunk`` = their row positions), in chunk order.
+
+        Candidates with NaN or inf features score ``EXCLUDED`` and are recorded in ``bad``; without ``bad``
+        they are reported here (an error, or a warning with ``skip_nonfinite``).
+        """
+        if bad is None:
+            bad = NonFiniteRows(train, self.name, self.skip_nonfinite)
+            scores = self.chunk_scores(train, chunk, val_dir, rng, bad)
+            bad.finish()
+            return scores
         if self.mode == "rand":
             return rng.random(len(chunk))
         if self.mode == "accgreedy":
-            return -np.abs(np.asarray(train.get("pass_rate"), dtype=np.float64)[chunk] - 0.5)
-        grads = np.asarray(train.get("grpo_grad"), dtype=np.float64)[chunk]
-        signal = np.asarray(train.get("grpo_signal"))[chunk] > 0
-        if self.mode == "sim":
-            scores = normalise_rows(grads) @ val_dir
-        elif self.mode == "dot":
-            scores = grads @ val_dir
+            return -np.abs(self._vector(train, "pass_rate", bad)[chunk] - 0.5)
+        signal = self._vector(train, "grpo_signal", bad)[chunk] > 0
+        first = lambda sim: sim[:, 0]  # noqa: E731
+        if self.mode in ("sim", "dot"):
+            whole = len(chunk) == len(train) and np.array_equal(chunk, np.arange(len(train)))
+            scores = blockwise_scores(train, [("grpo_grad", val_dir[None], 1.0)], first, bad,
+                                      rows=None if whole else chunk, normalise=self.mode == "sim")
         elif self.mode == "align":
-            scores = normalise_rows(grads) @ pooled_direction(grads[signal])
-        else:  # learnalign: mean_j V_c V_j cos(g_c, g_j) = V_c * <g_c/|g_c|, mean_j V_j g_j/|g_j|>
-            p = np.asarray(train.get("pass_rate"), dtype=np.float64)[chunk]
+            pooled = weighted_row_sum(train, "grpo_grad", chunk, signal.astype(np.float64), False, bad)
+            scores = blockwise_scores(train, [("grpo_grad", unit_rows(pooled[None]), 1.0)], first, bad, rows=chunk)
+        else:  # learnalign: mean_j V_c V_j cos(g_c, g_j) = V_c * <g_c/|g_c|, sum_j V_j g_j/|g_j|> / len(chunk)
+            p = self._vector(train, "pass_rate", bad)[chunk]
             learnability = p * (1.0 - p)
-            unit = normalise_rows(grads)
-            scores = learnability * (unit @ (learnability @ unit)) / len(chunk)
-        return np.where(signal, scores, 0.0)
+            pooled = weighted_row_sum(train, "grpo_grad", chunk, learnability, True, bad)
+            scores = blockwise_scores(train, [("grpo_grad", pooled[None], 1.0)], first, bad, rows=chunk)
+            excluded = scores == EXCLUDED
+            scores = np.where(excluded, EXCLUDED, learnability * np.where(excluded, 0.0, scores) / len(chunk))
+        return np.where(signal | (scores == EXCLUDED), scores, 0.0)
 
     def _all_scores(self, train: FeatureTable, val: FeatureTable | None, chunks: list[np.ndarray],
                     rng: np.random.Generator) -> np.ndarray:
         val_dir = self._val_direction(val)
+        bad = NonFiniteRows(train, self.name, self.skip_nonfinite)
         scores = np.zeros(len(train))
-        for chunk in chunks:
-            scores[chunk] = self.chunk_scores(train, chunk, val_dir, rng)
+        if self.mode in ("sim", "dot"):  # round-independent: one sequential pass, the same numbers
+            scores = self.chunk_scores(train, np.arange(len(train)), val_dir, rng, bad)
+        else:
+            for chunk in chunks:
+                scores[chunk] = self.chunk_scores(train, chunk, val_dir, rng, bad)
+        scores[bad.finish()] = EXCLUDED
         return self.check_scores(scores, len(train))
 
     def score(self, train: FeatureTable, val: FeatureTable | None, rng: np.random.Generator) -> np.ndarray:

@@ -5,6 +5,10 @@
 learning rate (normalised to sum to 1) and summed, as LESS does, before the validation rows are
 aggregated. With validation subtasks the rows are averaged within each subtask, and the best subtask
 counts: an example that helps one target task a lot is worth keeping even if it is neutral elsewhere.
+
+Computed block by block in float32 over the training rows, each against one target vector per
+(checkpoint, subtask): the mean of the unit validation gradients, since the mean of cosines is the cosine
+numerator against that mean. ``aggregate_subtasks`` on the full (N, M) matrix is the reference.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ import numpy as np
 
 from selectgym.errors import SelectgymError
 from selectgym.proxies.table import FeatureTable
-from selectgym.selectors.base import Selector, cosine_matrix
+from selectgym.selectors.base import NonFiniteRows, Selector, blockwise_scores, check_flag, read_target, unit_rows
 
 GRADIENT_TYPES = {"adam": "grad_adam", "sgd": "grad"}
 
@@ -50,14 +54,35 @@ def aggregate_subtasks(sim: np.ndarray, labels: Sequence[str] | None) -> np.ndar
 
 
 def gradient_match_scores(train: FeatureTable, val: FeatureTable, train_feature: str, val_feature: str,
-                          subtasks: Sequence[str] | None) -> np.ndarray:
-    """The LESS score of every training row against ``val``'s rows (checkpoints and subtasks applied)."""
+                          subtasks: Sequence[str] | None, selector: str = "less", skip_nonfinite: bool = False
+                          ) -> np.ndarray:
+    """The LESS score of every training row against ``val``'s rows (checkpoints and subtasks applied).
+
+    Read block by block in float32 (``blockwise_scores``); a training row with NaN or inf scores
+    ``EXCLUDED`` under ``skip_nonfinite`` (else: an error), a validation row with NaN or inf is dropped
+    (else: an error).
+    """
     weights = checkpoint_weights(train)
     pairs = ([(train_feature, val_feature, 1.0)] if weights is None else
              [(f"{train_feature}@{c}", f"{val_feature}@{c}", w) for c, w in weights.items()])
-    sim = sum(w * cosine_matrix(train.get(a), val.get(b)) for a, b, w in pairs)
+    for a, b, _ in pairs:  # both names first: a missing array is reported before anything is read
+        train.get(a), val.get(b)
     labels = subtasks if subtasks is not None else val.meta.get("subtasks")
-    return aggregate_subtasks(sim, labels)
+    if labels is not None and len(list(labels)) != len(val):
+        raise SelectgymError(f"{len(list(labels))} subtask labels for {len(val)} validation rows; give one label "
+                             "per validation example")
+    targets, keep = read_target(val, [b for _, b, _ in pairs], selector, skip_nonfinite)
+    labels = ["all"] * int(keep.sum()) if labels is None else [lab for lab, k in zip(labels, keep, strict=True) if k]
+    groups = [np.flatnonzero(np.array(labels, dtype=object) == g) for g in dict.fromkeys(labels)]
+    # mean_j cos(x, v_j) = <x / |x|, mean_j v_j / |v_j|>: one target row per subtask instead of one per
+    # validation row (the same number up to rounding, and M times less arithmetic)
+    units = [unit_rows(t) for t in targets]
+    terms = [(a, np.stack([u[g].mean(axis=0, dtype=np.float64) for g in groups]).astype(np.float32), w)
+             for (a, _, w), u in zip(pairs, units, strict=True)]
+    bad = NonFiniteRows(train, selector, skip_nonfinite)
+    scores = blockwise_scores(train, terms, lambda sim: sim.max(axis=1), bad)
+    bad.finish()
+    return scores
 
 
 @dataclass
@@ -65,11 +90,14 @@ class LessSelector(Selector):
     """LESS (Xia et al., 2024): mean cosine of the training gradient with each validation SFT gradient.
 
     Options: ``gradient_type`` ``adam`` (default, reads ``grad_adam``) or ``sgd`` (raw ``grad``);
-    ``subtasks``: one label per validation row (default: ``val.meta["subtasks"]``, else one task).
+    ``subtasks``: one label per validation row (default: ``val.meta["subtasks"]``, else one task);
+    ``skip_nonfinite``: leave rows with NaN or inf gradients out (training rows never selected, validation
+    rows dropped) with a warning that counts them, instead of stopping with an error.
     """
 
     gradient_type: str = "adam"
     subtasks: Sequence[str] | None = None
+    skip_nonfinite: bool = False
 
     name: ClassVar[str] = "less"
     val_feature: ClassVar[str] = "grad"
@@ -78,7 +106,9 @@ class LessSelector(Selector):
         if self.gradient_type not in GRADIENT_TYPES:
             raise SelectgymError(f"gradient_type must be one of {', '.join(GRADIENT_TYPES)}, "
                                  f"got {self.gradient_type!r}")
+        check_flag(self.name, "skip_nonfinite", self.skip_nonfinite)
 
     def score(self, train: FeatureTable, val: FeatureTable | None, rng: np.random.Generator) -> np.ndarray:
         val = self.require_val(val)
-        return gradient_match_scores(train, val, GRADIENT_TYPES[self.gradient_type], self.val_feature, self.subtasks)
+        return gradient_match_scores(train, val, GRADIENT_TYPES[self.gradient_type], self.val_feature, self.subtasks,
+                                     self.name, self.skip_nonfinite)

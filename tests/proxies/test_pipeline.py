@@ -393,3 +393,15 @@ def test_a_new_feature_is_one_class_in_the_registry(small_suite, tmp_path, monke
     assert val.has("chars") and val.has("grad") and train.has("length")
     with pytest.raises(SelectgymError, match="unknown feature"):
         FeatureConfig(features=["chars2"])
+
+
+def test_float16_gradient_storage_from_the_config(small_suite, tmp_path):
+    cfg = FeatureConfig(**SMALL, features=["grad", "loss"])
+    half = FeatureConfig(**{**SMALL, "grad_dtype": "float16"}, features=["grad", "loss"])
+    full = compute_features(small_suite / "sft.jsonl", None, cfg, tmp_path / "a", progress=False)
+    small = compute_features(small_suite / "sft.jsonl", None, half, tmp_path / "b", progress=False)
+    assert small.grad_dtype == "float16" and full.grad_dtype == "float32"
+    a, b = np.asarray(full.table("train").get("grad")), np.asarray(small.table("train").get("grad"))
+    assert b.dtype == np.float16
+    cos = (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b.astype(np.float32), axis=1)
+    assert cos.min() > 0.9999

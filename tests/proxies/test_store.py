@@ -141,3 +141,94 @@ def test_proxy_state_round_trip(tmp_path):
 def test_not_a_store(tmp_path):
     with pytest.raises(SelectgymError, match="no feature store"):
         FeatureStore.open(tmp_path)
+
+
+# lazy tables -------------------------------------------------------------------------------------------
+
+def _sharded(tmp_path, n_shards=4, grad_dtype="float32"):
+    store = FeatureStore.create(tmp_path, {"k": 1}, META, grad_dtype=grad_dtype)
+    _write_all(store, n_shards)
+    return store
+
+
+def test_lazy_table_reads_rows_across_shards_like_the_loaded_one(tmp_path):
+    from selectgym.proxies.table import DiskArray, iter_blocks
+
+    store = _sharded(tmp_path)
+    lazy, eager = store.table("train"), store.table("train", lazy=False)
+    grad = lazy.get("grad")
+    want = np.arange(48, dtype=np.float32).reshape(12, 4)
+    assert isinstance(grad, DiskArray) and grad.shape == (12, 4) and len(grad.parts) == 4
+    assert isinstance(lazy.get("loss"), np.ndarray)  # one number per row: read at once
+    assert isinstance(eager.get("grad"), np.ndarray) and lazy.ids == eager.ids == store.ids("train")
+    np.testing.assert_array_equal(np.asarray(grad), want)
+    np.testing.assert_array_equal(grad[2:10], want[2:10])  # crosses three shards
+    np.testing.assert_array_equal(grad[[11, 0, 5, 5, -1]], want[[11, 0, 5, 5, -1]])
+    np.testing.assert_array_equal(grad[7], want[7])
+    np.testing.assert_array_equal(grad[1:9:3, 2], want[1:9:3, 2])
+    np.testing.assert_array_equal(grad.sum(1), want.sum(1))  # numpy methods still work (loading it)
+    np.testing.assert_array_equal(grad @ np.ones(4), want @ np.ones(4))
+    rows = np.array([9, 1, 4, 10, 3])
+    got = np.zeros((5, 4), dtype=np.float32)
+    for where, block in iter_blocks(grad, rows=rows, block_rows=2):
+        assert block.dtype == np.float32 and len(block) <= 2
+        got[where] = block
+    np.testing.assert_array_equal(got, want[rows])
+    blocks = [(w, b) for w, b in iter_blocks(grad, block_rows=5)]
+    assert [w.start for w, _ in blocks] == [0, 5, 10]
+    np.testing.assert_array_equal(np.concatenate([b for _, b in blocks]), want)
+    sub = lazy.subset([3, 0])
+    assert sub.ids == ["ex-3", "ex-0"]
+    np.testing.assert_array_equal(sub.get("grad"), want[[3, 0]])
+    assert lazy.schema() == eager.schema() == {"grad": [4], "loss": []}
+
+
+def test_float16_store_halves_gradients_only_and_reads_as_float32(tmp_path):
+    store = _sharded(tmp_path, grad_dtype="float16")
+    assert store.grad_dtype == "float16"
+    assert store.key != _sharded(tmp_path / "f32").key  # never resumes a float32 store
+    table = store.table("train")
+    assert table.get("grad").dtype == np.float16 and table.get("loss").dtype == np.float32
+    assert FeatureStore.open(store.path).grad_dtype == "float16"
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(64, 256)).astype(np.float32)
+    half = x.astype(np.float16).astype(np.float32)
+    cos = (x * half).sum(1) / np.linalg.norm(x, axis=1) / np.linalg.norm(half, axis=1)
+    assert 1 - cos.min() < 1e-6  # what half precision costs a projected gradient's direction
+    with pytest.raises(SelectgymError, match="grad_dtype must be one of"):
+        FeatureStore.create(tmp_path / "x", {"k": 1}, META, grad_dtype="int8")
+
+
+def test_ids_come_from_headers_and_corrupt_headers_are_errors(tmp_path):
+    store = _sharded(tmp_path, 2)
+    assert store.ids("train") == [f"ex-{i}" for i in range(6)]
+    shard = store.path / "train" / "shard-00001.safetensors"
+    whole = shard.read_bytes()
+    shard.write_bytes(whole[:-8])  # the header is whole, the data is not
+    with pytest.raises(SelectgymError, match=r"truncated \(\d+ of \d+ bytes\)"):
+        store.table("train")
+    shard.write_bytes(whole[:5])
+    with pytest.raises(SelectgymError, match="truncated"):
+        store.table("train")
+
+
+def test_a_store_written_before_lazy_tables_reads_the_same(tmp_path):
+    import json
+
+    from safetensors.numpy import save_file
+
+    store = FeatureStore.create(tmp_path, {"k": 1}, META)
+    info = json.loads((store.path / "meta.json").read_text())
+    del info["grad_dtype"]  # what the earlier store wrote
+    (store.path / "meta.json").write_text(json.dumps(info))
+    (store.path / "train").mkdir()
+    for i in range(2):  # shards as the earlier writer saved them: plain safetensors, ids in the metadata
+        ids, arrays = _rows(i)
+        save_file(arrays, str(store.path / "train" / f"shard-{i:05d}.safetensors"),
+                  metadata={"ids": json.dumps(ids), "table": "train", "index": str(i)})
+    store.mark_complete({"train": 2})
+    old = FeatureStore.open(store.path)
+    assert old.grad_dtype == "float32"
+    table = old.table("train")
+    assert table.ids == [f"ex-{i}" for i in range(6)]
+    np.testing.assert_array_equal(np.asarray(table.get("grad")), np.arange(24, dtype=np.float32).reshape(6, 4))

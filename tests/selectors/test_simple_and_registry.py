@@ -63,7 +63,8 @@ def test_registry_lists_every_method_and_resolves_lazily():
     for name in ("random", "less", "nice", "gradalign", "dpo_gap"):
         cls = selector_class(name)
         assert issubclass(cls, Selector) and cls.name == name
-    assert option_names(selector_class("gradalign")) == ["mode", "chunk_size", "q", "batch_size", "iters_per_select"]
+    assert option_names(selector_class("gradalign")) == ["mode", "chunk_size", "q", "batch_size", "iters_per_select",
+                                                     "skip_nonfinite"]
     assert issubclass(selector_class("policy"), Selector) and option_names(selector_class("policy")) == ["policy_path"]
 
 
@@ -98,7 +99,16 @@ def test_bad_budgets_are_errors(make_table, budget):
 
 
 def test_nan_scores_and_missing_arrays_are_errors(make_table):
-    with pytest.raises(SelectgymError, match="NaN scores"):
+    with pytest.raises(SelectgymError, match="NaN or inf in table .*'dpo_gap': 1 row.*'ex1'"):
         DpoGapSelector().select(make_table(dpo_gap=[0.1, float("nan")]), None, 1, seed=0)
+
+    class NanSelector(Selector):
+        name = "nan"
+
+        def score(self, train, val, rng):
+            return np.array([0.5, np.nan])
+
+    with pytest.raises(SelectgymError, match="nan produced NaN scores"):
+        NanSelector().select(make_table(dpo_gap=[0.1, 0.2]), None, 1, seed=0)
     with pytest.raises(SelectgymError, match="features have no 'dpo_gap'"):
         DpoGapSelector().select(FeatureTable(["a"], {}), None, 1, seed=0)
