@@ -51,7 +51,8 @@ class AgentConfig:
     order_by: str = field(default="alignment", metadata={
         "help": f"within-cluster order: one of {', '.join(FEATURES)} ('-' prefix ascending) or none"})
     observe: list[str] | None = field(default=None, metadata={
-        "help": f"features the env observes, of {', '.join(FEATURES)} (default: all the tables have)"})
+        "help": f"features the env observes: of {', '.join(FEATURES)}, or any other one-valued array of the "
+                f"features by its name (default: the built-in ones the tables have)"})
     reward: str = field(default="linear", metadata={"help": f"training reward: {', '.join(REWARDS)}"})
     reward_kwargs: dict[str, Any] = field(default_factory=dict, metadata={
         "help": "reward settings, e.g. {lr: 1.0, redundancy: 0.5} or {model: tiny, steps: 2}"})
@@ -107,10 +108,8 @@ class AgentConfig:
                 raise SelectgymError(f"minibatch_size {self.minibatch_size} is larger than a rollout "
                                      f"(n_steps {self.n_steps} x n_envs {self.n_envs} = {rollout}); "
                                      f"lower minibatch_size or raise n_steps")
-        if self.observe is not None:
-            unknown = [f for f in self.observe if f not in FEATURES]
-            if unknown:
-                raise SelectgymError(f"observe lists unknown features {unknown}; choose from {', '.join(FEATURES)}")
+        if self.observe is not None and not self.observe:
+            raise SelectgymError(f"observe is empty; name features of {', '.join(FEATURES)} or leave it unset")
 
     def env_kwargs(self) -> dict[str, Any]:
         """The env settings (everything but the tables, the reward and the clusters)."""

@@ -14,10 +14,21 @@ from selectgym.envs.summaries import FEATURE_BOUND, FEATURES
 from selectgym.errors import SelectgymError
 from selectgym.proxies.table import FeatureTable
 
-#: per-cluster columns of the observation, in order.
-CLUSTER_STATS = (*(f"{f}_{s}" for f in FEATURES for s in ("mean", "std")), "next_score", "size_share", "taken_share")
+
+def cluster_stats(columns: Sequence[str]) -> tuple[str, ...]:
+    """The per-cluster entries of the observation, in order, for these feature columns."""
+    return (*(f"{f}_{s}" for f in columns for s in ("mean", "std")), "next_score", "size_share", "taken_share")
+
+
+def extras(columns: Sequence[str]) -> tuple[str, ...]:
+    """The entries after the ``n_clusters x len(cluster_stats)`` block."""
+    return ("budget_left", *(f"has_{f}" for f in columns))
+
+
+#: per-cluster columns of the observation with the built-in features, in order.
+CLUSTER_STATS = cluster_stats(FEATURES)
 #: the columns after the ``n_clusters x len(CLUSTER_STATS)`` block.
-EXTRAS = ("budget_left", *(f"has_{f}" for f in FEATURES))
+EXTRAS = extras(FEATURES)
 
 
 class FeatureSelectEnv(SelectionEnv):
@@ -41,7 +52,9 @@ class FeatureSelectEnv(SelectionEnv):
     pass_rate, z-scored dpo_gap, z-scored loss, z-scored log length), the mean ``order_by`` score of the
     next batch, the slot's share of the pool and the share of it already taken (0 for an empty slot).
     Extras: the share of the budget left and a 0/1 presence flag per feature (an absent feature is a
-    column of zeros). The shape depends only on ``n_clusters``, never on the pool size.
+    column of zeros). The shape depends only on ``n_clusters``, never on the pool size. Naming any other
+    one-valued array of the features in ``features`` (a feature added to ``selectgym.proxies.features``, say)
+    adds its z-scored mean and std per slot and its flag: ``n_clusters * (2F + 3) + 1 + F`` for F columns.
 
     ## Rewards
     The configured reward (``selectgym.envs.rewards``) of the batch: ``linear`` (first-order
@@ -88,9 +101,10 @@ class FeatureSelectEnv(SelectionEnv):
         slot_order = np.lexsort((np.arange(self.n_clusters), -self.sizes, -mean_score))
         self.set_slots(np.argsort(slot_order)[self.slot_of_row])
         self.size_share = self.sizes / self.n_examples
+        per_cluster = len(cluster_stats(self.columns))
         self.observation_space = spaces.Box(-FEATURE_BOUND, FEATURE_BOUND,
-                                            (self.n_clusters * len(CLUSTER_STATS) + len(EXTRAS),), np.float32)
-        self._stats = np.zeros((self.n_clusters, len(CLUSTER_STATS)), dtype=np.float32)
+                                            (self.n_clusters * per_cluster + len(extras(self.columns)),), np.float32)
+        self._stats = np.zeros((self.n_clusters, per_cluster), dtype=np.float32)
         self._initial_stats: np.ndarray | None = None
         self._suffix: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
         self._suffix_of: list[np.ndarray] | None = None  # the ``members`` the suffix sums were built from
@@ -120,8 +134,8 @@ class FeatureSelectEnv(SelectionEnv):
             centre, sums, squares = self._suffix[slot]
             left = size - start
             shift = sums[start] / left
-            row[0:2 * len(FEATURES):2] = centre + shift
-            row[1:2 * len(FEATURES):2] = np.sqrt(np.maximum(squares[start] / left - shift * shift, 0.0))
+            row[0:2 * len(self.columns):2] = centre + shift
+            row[1:2 * len(self.columns):2] = np.sqrt(np.maximum(squares[start] / left - shift * shift, 0.0))
             batch = self.members[slot][start:start + self.batch_size]
             row[-3] = self.scores[batch].sum() / len(batch)
         row[-2] = self.size_share[slot]
@@ -133,9 +147,9 @@ class FeatureSelectEnv(SelectionEnv):
 
     def observation_schema(self) -> dict[str, Any]:
         """What the observation holds, for a saved policy's sidecar."""
-        return {"kind": "cluster_features", "n_clusters": self.n_clusters, "stats": list(CLUSTER_STATS),
-                "extras": list(EXTRAS),
-                "features": [f for f, p in zip(FEATURES, self.present, strict=True) if p],
+        return {"kind": "cluster_features", "n_clusters": self.n_clusters, "stats": list(cluster_stats(self.columns)),
+                "extras": list(extras(self.columns)),
+                "features": [f for f, p in zip(self.columns, self.present, strict=True) if p],
                 "shape": list(self.observation_space.shape)}
 
 

@@ -11,20 +11,20 @@ from gymnasium import spaces
 
 from selectgym.budget import resolve_budget
 from selectgym.envs.rewards import Reward, make_reward
-from selectgym.envs.summaries import FEATURES, cluster_labels, feature_matrix
+from selectgym.envs.summaries import FEATURES, cluster_labels, feature_matrix, observed_columns
 from selectgym.errors import SelectgymError
 from selectgym.proxies.table import FeatureTable
 
 
-def order_scores(x: np.ndarray, order_by: str) -> np.ndarray:
+def order_scores(x: np.ndarray, order_by: str, columns: Sequence[str] = FEATURES) -> np.ndarray:
     """The within-cluster ranking score: a column of ``x`` (``-name`` ranks ascending), or zeros for ``none``."""
     if order_by == "none":
         return np.zeros(len(x))
     name = order_by.removeprefix("-")
-    if name not in FEATURES:
-        raise SelectgymError(f"order_by {order_by!r} is not one of {list(FEATURES)} (prefix '-' for ascending) "
+    if name not in columns:
+        raise SelectgymError(f"order_by {order_by!r} is not one of {list(columns)} (prefix '-' for ascending) "
                              f"or 'none'")
-    column = x[:, FEATURES.index(name)]
+    column = x[:, list(columns).index(name)]
     return -column if order_by.startswith("-") else column.copy()
 
 
@@ -56,9 +56,10 @@ class SelectionEnv(gym.Env):
             raise SelectgymError(f"labels must be one cluster in [0, {self.n_clusters}) per example "
                                  f"({self.n_examples} rows)")
         self.x, self.present = feature_matrix(table, val_table, features, train_grad, val_grad)
+        self.columns = observed_columns(features)
         self.order_by = order_by
-        self.scores = order_scores(self.x, order_by)
-        if order_by != "none" and not self.present[FEATURES.index(order_by.removeprefix("-"))]:
+        self.scores = order_scores(self.x, order_by, self.columns)
+        if order_by != "none" and not self.present[self.columns.index(order_by.removeprefix("-"))]:
             raise SelectgymError(f"order_by {order_by!r} needs the feature {order_by.removeprefix('-')!r}, which these "
                                  f"features lack; use order_by 'none' or compute it")
         self.set_slots(labels)

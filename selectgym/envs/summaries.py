@@ -75,9 +75,25 @@ def alignment(table: FeatureTable, val_table: FeatureTable, train_grad: str = "g
     return scores
 
 
+#: the arrays the built-in features are made from (everything else one-valued is a feature under its own name)
+_BUILTIN_SOURCES = ("pass_rate", "dpo_gap", "loss", "length")
+
+
+def scalar_arrays(table: FeatureTable) -> list[str]:
+    """The table's other one-value-per-example arrays: features an env observes by name, z-scored like the loss
+    (a feature added to ``selectgym.proxies.features`` needs no change here)."""
+    return sorted(n for n, a in table.arrays.items() if n not in _BUILTIN_SOURCES and np.ndim(a) == 1)
+
+
+def observed_columns(features: Sequence[str] | None) -> list[str]:
+    """The observation's feature columns: the built-in ``FEATURES`` (absent ones are zero columns with a 0
+    presence flag, so the shape stays put), then every other scalar feature asked for, in order."""
+    return [*FEATURES, *(f for f in dict.fromkeys(features or ()) if f not in FEATURES)]
+
+
 def available_features(table: FeatureTable, val_table: FeatureTable | None, train_grad: str = "grad",
                        val_grad: str = "grad") -> list[str]:
-    """The names in ``FEATURES`` these tables can provide."""
+    """The built-in ``FEATURES`` these tables can provide, then the table's other scalar arrays."""
     have = {
         "alignment": table.has(train_grad) and val_table is not None and val_table.has(val_grad),
         "pass_rate": table.has("pass_rate"),
@@ -85,29 +101,27 @@ def available_features(table: FeatureTable, val_table: FeatureTable | None, trai
         "loss": table.has("loss"),
         "length": table.has("length"),
     }
-    return [name for name in FEATURES if have[name]]
+    return [name for name in FEATURES if have[name]] + scalar_arrays(table)
 
 
 def feature_matrix(table: FeatureTable, val_table: FeatureTable | None, features: Sequence[str] | None = None,
                    train_grad: str = "grad", val_grad: str = "grad") -> tuple[np.ndarray, np.ndarray]:
-    """``(X, present)``: X is (N, len(FEATURES)) float64, present a 0/1 flag per feature.
+    """``(X, present)``: X is (N, len(observed_columns(features))) float64, present a 0/1 flag per column.
 
-    ``features=None`` uses every feature the tables have; a list asks for exactly those, and a missing one
-    is an error naming what is absent.
+    ``features=None`` uses every built-in feature the tables have; a list asks for exactly those, and may name
+    any other scalar array of the table; a missing one is an error naming what is absent.
     """
     have = available_features(table, val_table, train_grad, val_grad)
     if features is None:
-        features = have
-    unknown = [f for f in features if f not in FEATURES]
-    if unknown:
-        raise SelectgymError(f"unknown feature(s) {unknown}; choose from {list(FEATURES)}")
+        features = [f for f in have if f in FEATURES]
     missing = [f for f in features if f not in have]
     if missing:
         raise SelectgymError(f"features lack {missing} (they provide {have}); recompute them with a config that "
                              f"enables {missing}, or leave those out")
-    x = np.zeros((len(table), len(FEATURES)))
-    present = np.zeros(len(FEATURES))
-    for j, name in enumerate(FEATURES):
+    columns = observed_columns(features)
+    x = np.zeros((len(table), len(columns)))
+    present = np.zeros(len(columns))
+    for j, name in enumerate(columns):
         if name not in features:
             continue
         present[j] = 1.0

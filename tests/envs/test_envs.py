@@ -208,3 +208,33 @@ def test_bad_settings_are_one_line_errors(tables):
         gym.make(FEATURE_SELECT, table=train, val_table=val, order_by="vibes")
     with pytest.raises(SelectgymError, match="budget 999 is above the pool size"):
         gym.make(FEATURE_SELECT, table=train, val_table=val, budget=999)
+
+
+def test_an_env_observes_any_scalar_feature_by_name():
+    """A feature added to the registry (here: an array the table holds) is observed by naming it, no code change."""
+    from selectgym.envs.feature_select import cluster_stats
+    from selectgym.proxies.table import FeatureTable
+
+    train, val = synthetic_tables()
+    chars = np.random.default_rng(0).uniform(1, 100, len(train))
+    table = FeatureTable(train.ids, {**train.arrays, "chars": chars}, train.meta)
+    plain = gym.make("selectgym/FeatureSelect-v0", table=table, val_table=val, budget=30, n_clusters=8).unwrapped
+    assert "chars" not in plain.observation_schema()["features"]  # built-ins only, unless asked
+    observed = ["alignment", "loss", "chars"]
+    env = gym.make("selectgym/FeatureSelect-v0", table=table, val_table=val, budget=30, n_clusters=8,
+                   features=observed).unwrapped
+    schema = env.observation_schema()
+    assert schema["features"] == observed and "chars_mean" in schema["stats"]
+    assert env.observation_space.shape == (8 * len(cluster_stats([*plain.columns, "chars"])) + 1 + 6,)
+    obs, _ = env.reset(seed=0)
+    assert env.observation_space.contains(obs)
+    column = schema["stats"].index("chars_mean")
+    moved = FeatureTable(table.ids, {**table.arrays, "chars": chars[::-1].copy()}, table.meta)
+    other = gym.make("selectgym/FeatureSelect-v0", table=moved, val_table=val, budget=30, n_clusters=8,
+                     features=observed).unwrapped
+    per_slot = len(schema["stats"])
+    a, b = obs[:8 * per_slot].reshape(8, per_slot), other.reset(seed=0)[0][:8 * per_slot].reshape(8, per_slot)
+    assert not np.allclose(a[:, column], b[:, column])  # the observation follows the new feature's values
+    with pytest.raises(SelectgymError, match=r"features lack \['vibes'\]"):
+        gym.make("selectgym/FeatureSelect-v0", table=table, val_table=val, budget=30, n_clusters=8,
+                 features=["vibes"])

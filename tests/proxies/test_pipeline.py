@@ -393,6 +393,16 @@ def test_a_new_feature_is_one_class_in_the_registry(small_suite, tmp_path, monke
     assert val.has("chars") and val.has("grad") and train.has("length")
     with pytest.raises(SelectgymError, match="unknown feature"):
         FeatureConfig(features=["chars2"])
+    # ... and the selection env observes it by name
+    import gymnasium as gym
+
+    import selectgym.envs  # noqa: F401  (registers the selectgym/ ids)
+
+    env = gym.make("selectgym/FeatureSelect-v0", table=train, val_table=val, budget=4, n_clusters=2, batch_size=2,
+                   features=["chars", "length"], reward="none", order_by="chars",
+                   labels=np.arange(len(train)) % 2).unwrapped
+    obs, _ = env.reset(seed=0)
+    assert env.observation_schema()["features"] == ["length", "chars"] and env.observation_space.contains(obs)
 
 
 def test_float16_gradient_storage_from_the_config(small_suite, tmp_path):
