@@ -101,9 +101,10 @@ def test_nan_validation_gradient_in_train_agent(suite_dir, tmp_path, capsys):
     grad[2, 3] = np.nan
     folder = write_store(tmp_path / "f", suite_dir / "sft.jsonl", train,
                          FeatureTable(val.ids, {**val.arrays, "grad": grad}))
-    one_line_error(capsys, ["train-agent", "--features", str(folder), "--timesteps", "64", "--n-clusters", "4",
-                            "--budget", "12", "--no-progress-bar", "--out", str(tmp_path / "p.zip")],
-                   "feature 'grad' of the validation table is NaN or infinite in 1 row(s) (val2)")
+    err = one_line_error(capsys, ["train-agent", "--features", str(folder), "--timesteps", "64", "--n-clusters",
+                                  "4", "--budget", "12", "--no-progress-bar", "--out", str(tmp_path / "p.zip")],
+                         "NaN or inf in table 'val' of")
+    assert "'grad': 1 row(s), e.g. 'val2'" in err
 
 
 def test_missing_array_names_the_feature_to_ask_for(suite_dir, tmp_path, capsys):
