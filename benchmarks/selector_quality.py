@@ -29,7 +29,7 @@ from selectgym.data.suite import SuiteConfig, make_suite
 from selectgym.errors import SelectgymError
 from selectgym.proxies.pipeline import FeatureConfig, compute_features, load_features
 from selectgym.proxies.proxy import load_proxy
-from selectgym.proxies.rewards import Reward, VerifierReward
+from selectgym.proxies.rewards import CompletionReward, VerifierReward
 from selectgym.selectors import get_selector
 from selectgym.utils import atomic_path, derive_seed, write_json
 
@@ -72,7 +72,7 @@ class Args:
     out: str = "benchmarks/results/selector_quality"
 
 
-class CoinFlipReward(Reward):
+class CoinFlipReward(CompletionReward):
     """The verifier's reward, except that problems in ``corrupted`` get a seeded fair coin flip."""
 
     def __init__(self, corrupted: set[str], seed: int) -> None:

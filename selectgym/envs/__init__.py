@@ -10,7 +10,7 @@ from gymnasium.envs.registration import register, registry
 
 from selectgym.envs.cluster_select import ClusterSelectEnv
 from selectgym.envs.feature_select import FeatureSelectEnv
-from selectgym.envs.rewards import REWARDS, LinearReward, NoReward, ProxyReward, Reward, make_reward
+from selectgym.envs.rewards import REWARDS, LinearReward, NoReward, ProxyReward, StepReward, make_reward
 
 CLUSTER_SELECT = "selectgym/ClusterSelect-v0"
 FEATURE_SELECT = "selectgym/FeatureSelect-v0"
@@ -21,4 +21,4 @@ if FEATURE_SELECT not in registry:
     register(id=FEATURE_SELECT, entry_point="selectgym.envs.feature_select:FeatureSelectEnv")
 
 __all__ = ["CLUSTER_SELECT", "FEATURE_SELECT", "REWARDS", "ClusterSelectEnv", "FeatureSelectEnv", "LinearReward",
-           "NoReward", "ProxyReward", "Reward", "make_reward"]
+           "NoReward", "ProxyReward", "StepReward", "make_reward"]

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 from gymnasium import spaces
 
-from selectgym.envs.rewards import Reward
+from selectgym.envs.rewards import StepReward
 from selectgym.envs.selection import SelectionEnv
 from selectgym.proxies.table import FeatureTable
 
@@ -58,7 +58,7 @@ class ClusterSelectEnv(SelectionEnv):
 
     def __init__(self, table: FeatureTable, val_table: FeatureTable | None = None, *, budget: float | int = 0.05,
                  n_clusters: int = 64, order_by: str = "none", features: Sequence[str] | None = None,
-                 reward: str | Reward = "linear", reward_kwargs: dict[str, Any] | None = None,
+                 reward: str | StepReward = "linear", reward_kwargs: dict[str, Any] | None = None,
                  cluster_feature: str = "embedding", cluster_seed: int = 0, labels: np.ndarray | None = None,
                  train_grad: str = "grad", val_grad: str = "grad") -> None:
         super().__init__(table, val_table, budget=budget, n_clusters=n_clusters, order_by=order_by,

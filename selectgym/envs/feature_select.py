@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 from gymnasium import spaces
 
-from selectgym.envs.rewards import Reward
+from selectgym.envs.rewards import StepReward
 from selectgym.envs.selection import SelectionEnv
 from selectgym.envs.summaries import FEATURE_BOUND, FEATURES
 from selectgym.errors import SelectgymError
@@ -86,7 +86,7 @@ class FeatureSelectEnv(SelectionEnv):
 
     def __init__(self, table: FeatureTable, val_table: FeatureTable | None = None, *, budget: float | int = 0.05,
                  n_clusters: int = 16, batch_size: int = 8, order_by: str = "alignment",
-                 features: Sequence[str] | None = None, reward: str | Reward = "linear",
+                 features: Sequence[str] | None = None, reward: str | StepReward = "linear",
                  reward_kwargs: dict[str, Any] | None = None, cluster_feature: str = "embedding",
                  cluster_seed: int = 0, labels: np.ndarray | None = None, train_grad: str = "grad",
                  val_grad: str = "grad") -> None:

@@ -43,7 +43,7 @@ from selectgym.proxies.table import FeatureTable
 log = logging.getLogger(__name__)
 
 
-class Reward(ABC):
+class StepReward(ABC):
     """How much adding a batch of rows to the selection is worth."""
 
     name: str = "reward"
@@ -61,7 +61,7 @@ class Reward(ABC):
         return {"name": self.name}
 
 
-class NoReward(Reward):
+class NoReward(StepReward):
     """Always 0."""
 
     name = "none"
@@ -76,7 +76,7 @@ class NoReward(Reward):
         return 0.0
 
 
-class LinearReward(Reward):
+class LinearReward(StepReward):
     """First-order validation-loss drop of one SGD step on the batch, minus a redundancy penalty.
 
     With ``normalise`` (the default) every training gradient and the validation target are scaled to unit
@@ -143,7 +143,7 @@ def _prepared_grads(grads: np.ndarray, normalise: bool) -> np.ndarray:
     return grads
 
 
-class ProxyReward(Reward):
+class ProxyReward(StepReward):
     """Train the proxy's LoRA on the batch for a few steps; reward = drop in validation loss."""
 
     name = "proxy"
@@ -215,13 +215,13 @@ class ProxyReward(Reward):
 
 
 #: reward name -> class; every class takes ``(table, val_table, **settings)``.
-REWARDS: dict[str, type[Reward]] = {"linear": LinearReward, "proxy": ProxyReward, "none": NoReward}
+REWARDS: dict[str, type[StepReward]] = {"linear": LinearReward, "proxy": ProxyReward, "none": NoReward}
 
 
-def make_reward(reward: str | Reward, table: FeatureTable, val_table: FeatureTable | None,
-                **settings: Any) -> Reward:
+def make_reward(reward: str | StepReward, table: FeatureTable, val_table: FeatureTable | None,
+                **settings: Any) -> StepReward:
     """A reward from its name and settings (an instance is returned as it is)."""
-    if isinstance(reward, Reward):
+    if isinstance(reward, StepReward):
         return reward
     if reward not in REWARDS:
         raise SelectgymError(f"unknown reward {reward!r}; choose from {sorted(REWARDS)}")

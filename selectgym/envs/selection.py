@@ -10,7 +10,7 @@ import numpy as np
 from gymnasium import spaces
 
 from selectgym.budget import resolve_budget
-from selectgym.envs.rewards import Reward, make_reward
+from selectgym.envs.rewards import StepReward, make_reward
 from selectgym.envs.summaries import FEATURES, cluster_labels, feature_matrix, observed_columns
 from selectgym.errors import SelectgymError
 from selectgym.proxies.table import FeatureTable
@@ -42,7 +42,7 @@ class SelectionEnv(gym.Env):
 
     def __init__(self, table: FeatureTable, val_table: FeatureTable | None = None, *, budget: float | int = 0.05,
                  n_clusters: int = 16, order_by: str = "alignment", features: Sequence[str] | None = None,
-                 reward: str | Reward = "linear", reward_kwargs: dict[str, Any] | None = None,
+                 reward: str | StepReward = "linear", reward_kwargs: dict[str, Any] | None = None,
                  cluster_feature: str = "embedding", cluster_seed: int = 0, labels: np.ndarray | None = None,
                  train_grad: str = "grad", val_grad: str = "grad") -> None:
         self.table, self.val_table = table, val_table

@@ -50,7 +50,7 @@ class LogMetrics(TrainerCallback):
         log.info("step %d: %s", state.global_step, shown)
 
 
-class VerifierReward:
+class TrlVerifierReward:
     """GRPO reward: each completion scored by its own problem's verifier (reasoning-gym or exact match).
 
     TRL passes the dataset's extra columns to reward functions, so the example ``id`` column finds the problem.
@@ -90,7 +90,7 @@ def training_args(cfg: FinetuneConfig, cls, **extra: Any):
 
 def grpo_reward(cfg: FinetuneConfig, pool: Pool):
     """The verifier reward function, or the path of a local reward model (TRL loads it)."""
-    return VerifierReward(pool) if cfg.completion_reward == "verifier" else str(cfg.completion_reward)
+    return TrlVerifierReward(pool) if cfg.completion_reward == "verifier" else str(cfg.completion_reward)
 
 
 def build_trainer(cfg: FinetuneConfig, pool: Pool, model, tokenizer, callbacks: Sequence[TrainerCallback] = (),

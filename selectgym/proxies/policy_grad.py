@@ -19,7 +19,7 @@ from selectgym.data.pool import Example
 from selectgym.data.render import Rendered, collate, render, render_example
 from selectgym.errors import SelectgymError
 from selectgym.proxies.gradients import grad_dim, per_example_grads
-from selectgym.proxies.rewards import Reward
+from selectgym.proxies.rewards import CompletionReward
 from selectgym.proxies.rollouts import Generator
 
 log = logging.getLogger(__name__)
@@ -38,8 +38,8 @@ def _check_examples(examples: Sequence[Example]) -> list[Example]:
     return examples
 
 
-def rollout_rewards(examples: list[Example], generator: Generator, reward: Reward, *, k: int, temperature: float,
-                    max_new_tokens: int, seed: int) -> tuple[list[list[str]], np.ndarray]:
+def rollout_rewards(examples: list[Example], generator: Generator, reward: CompletionReward, *, k: int,
+                    temperature: float, max_new_tokens: int, seed: int) -> tuple[list[list[str]], np.ndarray]:
     """``k`` completions per example from ``generator`` and their rewards ``(M, k)``."""
     if k < 1:
         raise SelectgymError(f"k (rollouts per prompt) must be >= 1, got {k}")
@@ -129,10 +129,11 @@ def weighted_group_grads(model, tokenizer, items: Sequence[tuple[Rendered, float
     return out
 
 
-def nice_validation_grads(model, tokenizer, examples: Sequence[Example], generator: Generator, reward: Reward, *,
-                          k: int = 4, baseline: str = "none", policy: str = "vanilla", threshold: float = 0.5,
-                          topk: int = 1, temperature: float = 1.0, max_new_tokens: int = 64, projector=None,
-                          batch_size: int = 8, max_length: int = 256, seed: int = 0) -> tuple[np.ndarray, dict]:
+def nice_validation_grads(model, tokenizer, examples: Sequence[Example], generator: Generator,
+                          reward: CompletionReward, *, k: int = 4, baseline: str = "none", policy: str = "vanilla",
+                          threshold: float = 0.5, topk: int = 1, temperature: float = 1.0, max_new_tokens: int = 64,
+                          projector=None, batch_size: int = 8, max_length: int = 256,
+                          seed: int = 0) -> tuple[np.ndarray, dict]:
     """NICE's validation gradients ``G_j = sum_k w_jk grad[-log pi(y_jk|x_j)]`` (summed token log-prob), ``(M, d)``.
 
     ``generator`` must sample from ``model`` itself (on-policy). Prompts whose samples carry no weight use
@@ -162,9 +163,10 @@ def nice_validation_grads(model, tokenizer, examples: Sequence[Example], generat
     return grads, info
 
 
-def grpo_candidate_grads(model, tokenizer, examples: Sequence[Example], generator: Generator, reward: Reward, *,
-                         k: int = 4, std_normalise: bool = False, temperature: float = 1.0, max_new_tokens: int = 64,
-                         projector=None, batch_size: int = 8, max_length: int = 256, seed: int = 0,
+def grpo_candidate_grads(model, tokenizer, examples: Sequence[Example], generator: Generator,
+                         reward: CompletionReward, *, k: int = 4, std_normalise: bool = False,
+                         temperature: float = 1.0, max_new_tokens: int = 64, projector=None, batch_size: int = 8,
+                         max_length: int = 256, seed: int = 0,
                          pass_threshold: float = 0.5) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """GradAlign's candidate gradients ``g_c = grad sum_i A_i [-mean_t log pi(y_it)]`` ``(N, d)``.
 

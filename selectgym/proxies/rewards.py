@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 KINDS = ("verifier", "reward_model", "judge")
 
 
-class Reward(ABC):
+class CompletionReward(ABC):
     """Score completions of examples; one float per (example, completion) pair."""
 
     def __call__(self, examples: Sequence[Example], completions: Sequence[str]) -> np.ndarray:
@@ -46,7 +46,7 @@ class Reward(ABC):
     def _score(self, examples: list[Example], completions: list[str]) -> Sequence[float]: ...
 
 
-class VerifierReward(Reward):
+class VerifierReward(CompletionReward):
     """reasoning-gym's verifier for the example's task (exact match on ``answer`` otherwise), in [0, 1]."""
 
     def _score(self, examples, completions):
@@ -55,7 +55,7 @@ class VerifierReward(Reward):
         return [score(ex, c) for ex, c in zip(examples, completions, strict=True)]
 
 
-class RewardModelReward(Reward):
+class RewardModelReward(CompletionReward):
     """A local sequence-classification reward model (one logit) scoring the whole chat, prompt + completion.
 
     The conversation is rendered with the reward model's own chat template; batches are padded the way
@@ -107,7 +107,7 @@ JUDGE_TEMPLATE = (
 _NUMBER = re.compile(r"[-+]?\d+(?:\.\d+)?")
 
 
-class LLMJudgeReward(Reward):
+class LLMJudgeReward(CompletionReward):
     """An LLM judge behind an OpenAI-compatible API grades each completion 0..``scale``; reward = score/scale.
 
     A reply without a number in range is an error by default (a silently zero reward would bias the
@@ -154,7 +154,7 @@ class LLMJudgeReward(Reward):
         return out
 
 
-def make_reward(kind: str, **kw: Any) -> Reward:
+def make_reward(kind: str, **kw: Any) -> CompletionReward:
     """``verifier`` | ``reward_model`` (``model_path=``) | ``judge`` (``base_url=``, ``model=``)."""
     classes = {"verifier": VerifierReward, "reward_model": RewardModelReward, "judge": LLMJudgeReward}
     if kind not in classes:

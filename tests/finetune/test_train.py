@@ -98,10 +98,10 @@ def test_grpo_moves_adapter_and_keeps_base(make_cfg, suite_dir, reward_model_dir
 
 def test_verifier_reward_scores_each_completion_by_its_id(suite_dir):
     from selectgym.data import load_pool
-    from selectgym.finetune.trainers import VerifierReward
+    from selectgym.finetune.trainers import TrlVerifierReward
 
     problems = load_pool(suite_dir / "verifiable.jsonl")[:3]
-    reward = VerifierReward(problems)
+    reward = TrlVerifierReward(problems)
     answers = [problems[0].answer, "definitely wrong", problems[2].answer]
     completions = [[{"role": "assistant", "content": a}] for a in answers]
     ids = [ex.id for ex in problems]

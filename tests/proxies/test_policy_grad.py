@@ -18,7 +18,7 @@ from selectgym.proxies.policy_grad import (
     nice_weights,
 )
 from selectgym.proxies.projection import make_projector
-from selectgym.proxies.rewards import Reward, VerifierReward
+from selectgym.proxies.rewards import CompletionReward, VerifierReward
 from selectgym.proxies.rollouts import Generator, TransformersGenerator
 from tests.conftest import build_tiny_lora
 
@@ -39,7 +39,7 @@ class FixedGenerator(Generator):
         return [row[:n] for row in self.completions[:len(prompts)]]
 
 
-class TableReward(Reward):
+class TableReward(CompletionReward):
     def _score(self, examples, completions):
         return [TABLE.get(c, 0.0) for c in completions]
 
