@@ -6,8 +6,10 @@ problems drawn from reasoning-gym (the suite's target families, ``basic_arithmet
 and many other families), rendered with the same chat template the suite is scored with. Its tokenizer
 is a byte-level BPE trained on that text with every digit its own token, so numbers are spelt digit by
 digit. The loss covers the replies (prompt tokens get ``prompt_loss_weight``), which is what the
-proxy's features read. Everything is drawn from ``MiniConfig.seed``: the same config gives the same
-weights on the same machine. The build is cached under ``$SELECTGYM_CACHE/models/mini-<hash>``.
+proxy's features read, and weighs every example alike: a token-weighted mean would let the few
+families with long answers, such as word sorting, outweigh the arithmetic. Everything is drawn from
+``MiniConfig.seed``: the same config gives the same weights on the same machine. The build is cached
+under ``$SELECTGYM_CACHE/models/mini-<hash>``.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from selectgym.data.suite import DEFAULT_TARGET
 from selectgym.errors import SelectgymError
 from selectgym.utils import atomic_dir, cache_dir, stable_hash, write_json
 
@@ -41,30 +44,36 @@ CHAT_TEMPLATE = (
     "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
     "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
 )
-_ARITH = {"min_terms": 2, "max_terms": 3, "min_digits": 1, "max_digits": 2}
 
-#: family -> (reasoning-gym options, share of the corpus). The first two match the suite's target tasks;
-#: the easy variants give the model a foothold on carrying and signs before the full mix.
+
+def _terms(min_terms: int, max_terms: int, max_digits: int) -> dict[str, int]:
+    return {"min_terms": min_terms, "max_terms": max_terms, "min_digits": 1, "max_digits": max_digits}
+
+
+#: family -> (reasoning-gym options, share of the corpus). The first two are the suite's target tasks with
+#: the suite's settings. The easier variants (one digit, two terms) come first in importance: with them the
+#: model learns to read the operands at all, which full-difficulty problems alone did not teach it in minutes.
 CORPUS: dict[str, tuple[str, dict[str, Any], float]] = {
-    "basic_arithmetic": ("basic_arithmetic", _ARITH, 0.28),
-    "chain_sum": ("chain_sum", _ARITH, 0.28),
-    "basic_arithmetic_easy": ("basic_arithmetic", {"min_terms": 2, "max_terms": 2, "min_digits": 1,
-                                                   "max_digits": 1}, 0.06),
-    "chain_sum_easy": ("chain_sum", {"min_terms": 2, "max_terms": 2, "min_digits": 1, "max_digits": 2}, 0.06),
-    "spell_backward": ("spell_backward", {}, 0.03),
-    "letter_counting": ("letter_counting", {}, 0.03),
-    "gcd": ("gcd", {}, 0.03),
-    "count_bits": ("count_bits", {}, 0.03),
-    "lcm": ("lcm", {}, 0.02),
-    "simple_equations": ("simple_equations", {}, 0.02),
-    "products": ("products", {}, 0.02),
-    "fraction_simplification": ("fraction_simplification", {}, 0.02),
-    "prime_factorization": ("prime_factorization", {}, 0.02),
-    "caesar_cipher": ("caesar_cipher", {}, 0.02),
-    "word_sorting": ("word_sorting", {}, 0.02),
-    "number_filtering": ("number_filtering", {}, 0.02),
-    "decimal_arithmetic": ("decimal_arithmetic", {}, 0.02),
-    "leg_counting": ("leg_counting", {}, 0.02),
+    "basic_arithmetic": ("basic_arithmetic", DEFAULT_TARGET["basic_arithmetic"], 0.25),
+    "chain_sum": ("chain_sum", DEFAULT_TARGET["chain_sum"], 0.25),
+    "basic_arithmetic_1digit": ("basic_arithmetic", _terms(2, 2, 1), 0.10),
+    "chain_sum_1digit": ("chain_sum", _terms(2, 2, 1), 0.10),
+    "chain_sum_1digit_3terms": ("chain_sum", _terms(2, 3, 1), 0.05),
+    "chain_sum_2terms": ("chain_sum", _terms(2, 2, 2), 0.10),
+    "spell_backward": ("spell_backward", {}, 0.015),
+    "letter_counting": ("letter_counting", {}, 0.015),
+    "gcd": ("gcd", {}, 0.015),
+    "count_bits": ("count_bits", {}, 0.015),
+    "lcm": ("lcm", {}, 0.009),
+    "simple_equations": ("simple_equations", {}, 0.009),
+    "products": ("products", {}, 0.009),
+    "fraction_simplification": ("fraction_simplification", {}, 0.009),
+    "prime_factorization": ("prime_factorization", {}, 0.009),
+    "caesar_cipher": ("caesar_cipher", {}, 0.009),
+    "word_sorting": ("word_sorting", {}, 0.009),
+    "number_filtering": ("number_filtering", {}, 0.009),
+    "decimal_arithmetic": ("decimal_arithmetic", {}, 0.009),
+    "leg_counting": ("leg_counting", {}, 0.009),
 }
 
 
@@ -73,10 +82,10 @@ class MiniConfig:
     """What a ``mini`` build is made of; every field is part of its cache key."""
 
     seed: int = field(default=0, metadata={"help": "seed of the corpus, tokenizer data, initial weights and order"})
-    steps: int = field(default=2000, metadata={"help": "AdamW steps of pretraining"})
-    batch_size: int = field(default=64, metadata={"help": "sequences per step (each corpus example is seen once)"})
-    lr: float = field(default=3e-3, metadata={"help": "peak learning rate (linear warm-up, cosine decay to 10%)"})
-    warmup: int = field(default=100, metadata={"help": "learning-rate warm-up steps"})
+    steps: int = field(default=3000, metadata={"help": "AdamW steps of pretraining"})
+    batch_size: int = field(default=32, metadata={"help": "sequences per step (each corpus example is seen once)"})
+    lr: float = field(default=1e-3, metadata={"help": "peak learning rate (linear warm-up, cosine decay to 10%)"})
+    warmup: int = field(default=150, metadata={"help": "learning-rate warm-up steps"})
     weight_decay: float = field(default=0.01, metadata={"help": "AdamW weight decay"})
     prompt_loss_weight: float = field(default=0.0, metadata={
         "help": "weight of prompt tokens in the loss relative to reply tokens (0 = replies only)"})
@@ -223,7 +232,8 @@ def _lr_factor(step: int, cfg: MiniConfig) -> float:
 def pretrain(cfg: MiniConfig, progress: bool = False, threads: int = 1):
     """Build ``(model, tokenizer, report)`` from scratch: corpus, tokenizer, then ``cfg.steps`` AdamW steps.
 
-    The report holds the loss curve (mean reply NLL per logged window) and the seconds each stage took.
+    The report holds the loss curve (per-example token-mean reply NLL, averaged per logged window) and
+    the seconds each stage took.
     Training runs on ``threads`` CPU threads (one by default: on a shared 2-core machine a second thread
     makes small matrices several times slower, and one thread gives the same floats on any machine);
     torch's thread count and global RNGs are given back as they were.
@@ -264,10 +274,13 @@ def _pretrain(cfg: MiniConfig, progress: bool):
     for step in range(cfg.steps):
         rows = batches[step % len(batches)]
         ids, attention, weights = _batch([data[i] for i in rows], tokenizer.pad_token_id, cfg.prompt_loss_weight)
-        logits = model(input_ids=ids, attention_mask=attention, use_cache=False).logits[:, :-1]
-        nll = F.cross_entropy(logits.flatten(0, 1), ids[:, 1:].flatten(), reduction="none").view(ids.shape[0], -1)
-        w = weights[:, 1:]
-        loss = (nll * w).sum() / w.sum().clamp(min=1)
+        w, reply = weights[:, 1:], (weights[:, 1:] == 1.0).sum(1).clamp(min=1)
+        hidden = model.model(input_ids=ids, attention_mask=attention, use_cache=False).last_hidden_state[:, :-1]
+        scored = w > 0  # the LM head runs only where a token is scored: most prompt positions are skipped
+        nll = torch.zeros_like(w)
+        nll[scored] = F.cross_entropy(model.lm_head(hidden[scored]), ids[:, 1:][scored], reduction="none")
+        per_example = (nll * w).sum(1) / reply
+        loss = per_example.mean()
         if not torch.isfinite(loss):
             raise SelectgymError(f"mini pretraining loss became {loss.item()} at step {step}; lower --lr ({cfg.lr})")
         for group in optimizer.param_groups:
@@ -276,8 +289,7 @@ def _pretrain(cfg: MiniConfig, progress: bool):
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
-        reply = weights[:, 1:] == 1.0
-        window.append(float((nll.detach() * reply).sum() / reply.sum().clamp(min=1)))
+        window.append(float(((nll.detach() * (w == 1.0)).sum(1) / reply).mean()))
         if (step + 1) % every == 0 or step + 1 == cfg.steps:
             curve.append({"step": step + 1, "reply_loss": float(np.mean(window))})
             log.debug("mini step %d reply loss %.4f", step + 1, curve[-1]["reply_loss"])
