@@ -14,6 +14,9 @@ On the suite drawn with ``--seed``/``--size``/``--validation-size``:
   ``--repeats`` alternating runs.
 - ``build_seconds``: the proxy's build time, from its ``build.json``.
 
+The suite's small problems (one digit, two terms) are few, so the proxy's pretraining corpus holds many of
+them verbatim; the AUC and the pass rate are also reported on the examples and problems it never saw.
+
 Ground-truth labels (``meta.defect``, ``meta.on_target``) are read here for measuring only. Results are
 merged into ``--out``.json (keys other benchmarks wrote there are kept) and written as ``--out``.md.
 """
@@ -38,6 +41,7 @@ from selectgym.data import load_pool
 from selectgym.data.suite import SuiteConfig, make_suite
 from selectgym.proxies.gradients import sft_grads
 from selectgym.proxies.lora import LoraSpec, attach_lora, lora_parameters
+from selectgym.proxies.mini import MiniConfig, corpus
 from selectgym.proxies.models import load_model
 from selectgym.proxies.rewards import VerifierReward
 from selectgym.proxies.rollouts import TransformersGenerator
@@ -62,13 +66,18 @@ def suite(args, folder: Path):
     return load_pool(folder / "sft.jsonl"), load_pool(folder / "validation.jsonl", "verifiable")
 
 
-def loss_detection(model, tok, pool, max_length: int) -> dict:
-    """AUC of the response loss for content defects vs clean, on-target examples only, overall and per kind."""
+def loss_detection(model, tok, pool, max_length: int, seen: set[str] | None = None) -> dict:
+    """AUC of the response loss for content defects vs clean, on-target examples only, overall and per kind;
+    with ``seen`` (questions of the proxy's pretraining corpus) also on the examples whose question it never saw."""
     rows = [ex for ex in pool if ex.meta["on_target"] and ex.meta["defect"] in ("none", *CONTENT_DEFECTS)]
     losses = sft_losses(model, tok, rows, batch_size=8, max_length=max_length)
     kinds = np.array([ex.meta["defect"] for ex in rows])
     out = {"n_clean": int((kinds == "none").sum()), "n_defective": int((kinds != "none").sum()),
            "auc": float(roc_auc_score(kinds != "none", losses)), "auc_by_defect": {}, "mean_loss": {}}
+    if seen is not None:
+        new = np.array([ex.prompt[-1]["content"] not in seen for ex in rows])
+        out["n_unseen"] = int(new.sum())
+        out["auc_unseen"] = float(roc_auc_score(kinds[new] != "none", losses[new]))
     for kind in ("none", *CONTENT_DEFECTS):
         out["mean_loss"][kind] = float(losses[kinds == kind].mean())
         if kind != "none":
@@ -77,8 +86,10 @@ def loss_detection(model, tok, pool, max_length: int) -> dict:
     return out
 
 
-def rollout_rewards(model, tok, val, k: int, temperature: float, max_new_tokens: int, seed: int) -> dict:
-    """Mean verifier reward of ``k`` sampled answers per problem, the mixed-reward share, and greedy accuracy."""
+def rollout_rewards(model, tok, val, k: int, temperature: float, max_new_tokens: int, seed: int,
+                    seen: set[str] | None = None) -> dict:
+    """Mean verifier reward of ``k`` sampled answers per problem, the mixed-reward share, and greedy accuracy;
+    with ``seen``, the pass rate split by whether the problem's question is in the pretraining corpus."""
     examples = list(val)
     gen = TransformersGenerator(model, tok, batch_size=64)
     prompts = [ex.prompt for ex in examples]
@@ -89,9 +100,15 @@ def rollout_rewards(model, tok, val, k: int, temperature: float, max_new_tokens:
     g = reward(examples, [c[0] for c in greedy])
     tasks = sorted({ex.meta["task"] for ex in examples})
     by_task = {t: float(r[[ex.meta["task"] == t for ex in examples]].mean()) for t in tasks}
+    split = {}
+    if seen is not None:
+        known = np.array([ex.prompt[-1]["content"] in seen for ex in examples])
+        split = {"seen_in_corpus": float(known.mean()), "pass_rate_seen": float(r[known].mean()),
+                 "pass_rate_unseen": float(r[~known].mean()),
+                 "mixed_reward_share_unseen": float((r[~known].max(1) != r[~known].min(1)).mean())}
     return {"n_problems": len(examples), "k": k, "temperature": temperature, "pass_rate": float(r.mean()),
             "mixed_reward_share": float((r.max(1) != r.min(1)).mean()), "pass_rate_by_task": by_task,
-            "greedy_accuracy": float(g.mean()),
+            "greedy_accuracy": float(g.mean()), **split,
             "examples": [{"prompt": ex.prompt[-1]["content"], "answer": ex.answer, "sampled": cs}
                          for ex, cs in zip(examples[:3], sampled[:3], strict=True)]}
 
@@ -126,6 +143,9 @@ def write_markdown(path: Path, report: dict) -> None:
     sm = (lambda x: f"{x:.3f}") if s else (lambda x: "-")
     lines.append(f"| `loss_auc` (content defects, on-target) | {report['loss_auc']:.3f} | "
                  f"{sm(s['auc']) if s else '-'} | >= 0.8 | {'yes' if met('loss_auc', report['loss_auc']) else 'no'} |")
+    if "auc_unseen" in d:
+        lines.append(f"| AUC, examples whose question is not in the pretraining corpus (n={d['n_unseen']}) | "
+                     f"{d['auc_unseen']:.3f} | | | |")
     for kind in CONTENT_DEFECTS:
         lines.append(f"| AUC, {kind} only | {d['auc_by_defect'][kind]:.3f} | "
                      f"{sm(s['auc_by_defect'][kind]) if s else '-'} | | |")
@@ -139,6 +159,10 @@ def write_markdown(path: Path, report: dict) -> None:
               f"{report['pass_rate']:.3f} | | [0.1, 0.9] | {ok} |",
               f"| pass rate by task | {', '.join(f'{t} {v:.2f}' for t, v in ro['pass_rate_by_task'].items())} | | | |",
               f"| greedy accuracy | {ro['greedy_accuracy']:.3f} | | | |",
+              *([f"| pass rate on problems seen / not seen in pretraining ({ro['seen_in_corpus']:.0%} seen) | "
+                 f"{ro['pass_rate_seen']:.3f} / {ro['pass_rate_unseen']:.3f} | | | |",
+                 f"| mixed-reward share on problems not seen in pretraining | {ro['mixed_reward_share_unseen']:.3f} "
+                 f"| | | |"] if "seen_in_corpus" in ro else []),
               f"| `mixed_reward_share` | {report['mixed_reward_share']:.3f} | | >= 0.3 | "
               f"{'yes' if met('mixed_reward_share', report['mixed_reward_share']) else 'no'} |"]
     c = report.get("cost")
@@ -183,6 +207,8 @@ def main(argv: list[str] | None = None) -> int:
     build = json.loads((Path(folder) / "build.json").read_text())
     with tempfile.TemporaryDirectory() as tmp:
         pool, val = suite(args, Path(tmp))
+    config = MiniConfig(**build["config"])
+    seen = {q for q, _ in corpus(config, config.steps * config.batch_size)}
     report = {
         "command": "cd /work/main && .venv/bin/python " + shlex.join(["benchmarks/testbed.py", *sys.argv[1:]]),
         "environment": f"Python {platform.python_version()}, torch {torch.__version__} "
@@ -192,10 +218,11 @@ def main(argv: list[str] | None = None) -> int:
         "suite": {"seed": args.seed, "size": args.size, "validation_size": args.validation_size}, "goals": GOALS,
     }
     print("loss detection (proxy)", flush=True)
-    report["detection"] = loss_detection(model, tok, pool, args.max_length)
+    report["detection"] = loss_detection(model, tok, pool, args.max_length, seen)
     report["loss_auc"] = report["detection"]["auc"]
     print(f"  loss_auc {report['loss_auc']:.3f}; rollouts", flush=True)
-    report["rollouts"] = rollout_rewards(model, tok, val, args.k, args.temperature, args.max_new_tokens, args.seed)
+    report["rollouts"] = rollout_rewards(model, tok, val, args.k, args.temperature, args.max_new_tokens, args.seed,
+                                         seen)
     report["pass_rate"] = report["rollouts"]["pass_rate"]
     report["mixed_reward_share"] = report["rollouts"]["mixed_reward_share"]
     print(f"  pass_rate {report['pass_rate']:.3f}, mixed {report['mixed_reward_share']:.3f}", flush=True)
