@@ -172,7 +172,12 @@ def write_markdown(path: Path, report: dict) -> None:
                   f"| `cost_ratio` (SmolLM2 / proxy) | {report['cost_ratio']:.1f} | | >= 10 | "
                   f"{'yes' if met('cost_ratio', report['cost_ratio']) else 'no'} |"]
     lines += [f"| `build_seconds` | {report['build_seconds']:.0f} | | <= 600 | "
-              f"{'yes' if met('build_seconds', report['build_seconds']) else 'no'} |", ""]
+              f"{'yes' if met('build_seconds', report['build_seconds']) else 'no'} |", "",
+              "The proxy is built by `selectgym model pretrain` (default settings; `load_model(\"mini\")` builds "
+              "the same on first use). Response loss: token-mean NLL of the reply and its end-of-sequence token "
+              "(`sft_losses`, the `loss` feature without warm-up). Cost: `sft_grads` (the `grad` feature's forward and "
+              "backward, no projection), LoRA r=8 on all linear layers, batches of 8, the same on-target examples for "
+              "both models.", ""]
     with atomic_path(path) as tmp:
         Path(tmp).write_text("\n".join(lines))
 
