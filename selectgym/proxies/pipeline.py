@@ -47,7 +47,8 @@ ADAPTER_DIR = "adapter"
 class FeatureConfig:
     """Everything that decides the features' values (it is hashed into the store's key)."""
 
-    model: str = field(default="tiny", metadata={"help": "proxy model: tiny, smollm2, a local HF folder or a .gguf"})
+    model: str = field(default="tiny", metadata={
+        "help": "proxy model: tiny, mini (pretrained here on the task world), smollm2, a local HF folder or a .gguf"})
     features: list[str] | None = field(default=None, metadata={
         "help": f"features to compute, of {', '.join(FEATURES)} (default: grad, grad_adam if gradient_type is "
                 f"adam, loss, length, embedding)"})
@@ -355,10 +356,14 @@ class _Proxy:
 
 def vllm_model_path(model: str) -> Path:
     """The local HF folder vLLM loads for a proxy model spec."""
-    from selectgym.proxies.models import SMOLLM2_NAME, TINY_NAME, smollm2_dir
+    from selectgym.proxies.models import MINI_NAME, SMOLLM2_NAME, TINY_NAME, smollm2_dir
 
     if model == SMOLLM2_NAME:
         return smollm2_dir()
+    if model == MINI_NAME:
+        from selectgym.proxies.mini import mini_dir
+
+        return mini_dir()
     if model == TINY_NAME or str(model).endswith(".gguf") or not Path(model).is_dir():
         raise SelectgymError(f"rollout_backend vllm needs the proxy as a local HF folder (or smollm2), not "
                              f"{model!r}; use rollout_backend transformers")

@@ -88,6 +88,7 @@ def test_tokenizer_training_keeps_special_tokens():
 
 def test_load_model_finds_mini_by_name_and_builds_it_once(tmp_path, monkeypatch):
     from selectgym.proxies.models import load_model
+    from selectgym.proxies.pipeline import vllm_model_path
 
     monkeypatch.setenv("SELECTGYM_CACHE", str(tmp_path))
     monkeypatch.setattr(mini, "MiniConfig", functools.partial(MiniConfig, **{**SMALL, "steps": 5}))
@@ -102,6 +103,7 @@ def test_load_model_finds_mini_by_name_and_builds_it_once(tmp_path, monkeypatch)
     again, tok_again = load_model("mini")
     assert torch.equal(model.model.embed_tokens.weight, again.model.embed_tokens.weight)
     assert tok_again.pad_token_id == tok.pad_token_id and model.config.vocab_size == len(tok)
+    assert vllm_model_path("mini") == built_dirs[0]
 
 
 def test_pretrain_command_writes_a_loadable_folder(tmp_path, capsys):
