@@ -22,8 +22,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_config_flag(pre)
     pre.add_argument("--out", default=None, help="output folder (default: the cache, where load_model('mini') "
                      "looks when the settings are the defaults)")
-    pre.add_argument("--threads", type=int, default=1, help="CPU threads for training (1 gives the same weights "
-                     "on any machine and is fastest on a busy 2-core one)")
+    pre.add_argument("--threads", type=int, default=1, help="CPU threads for training (with 1 every run gives the "
+                     "same weights, and it is the fastest on a busy 2-core machine)")
     pre.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True, help="show a progress bar")
     pre.set_defaults(_run=run_pretrain, _fields=add_dataclass_arguments(pre, MiniConfig))
 

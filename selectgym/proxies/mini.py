@@ -84,7 +84,8 @@ class MiniConfig:
     seed: int = field(default=0, metadata={"help": "seed of the corpus, tokenizer data, initial weights and order"})
     steps: int = field(default=3000, metadata={"help": "AdamW steps of pretraining"})
     batch_size: int = field(default=32, metadata={"help": "sequences per step (each corpus example is seen once)"})
-    lr: float = field(default=1e-3, metadata={"help": "peak learning rate (linear warm-up, cosine decay to 10%)"})
+    lr: float = field(default=1e-3, metadata={
+        "help": "peak learning rate (linear warm-up, then cosine decay to a tenth of it)"})
     warmup: int = field(default=150, metadata={"help": "learning-rate warm-up steps"})
     weight_decay: float = field(default=0.01, metadata={"help": "AdamW weight decay"})
     prompt_loss_weight: float = field(default=0.0, metadata={
@@ -235,7 +236,7 @@ def pretrain(cfg: MiniConfig, progress: bool = False, threads: int = 1):
     The report holds the loss curve (per-example token-mean reply NLL, averaged per logged window) and
     the seconds each stage took.
     Training runs on ``threads`` CPU threads (one by default: on a shared 2-core machine a second thread
-    makes small matrices several times slower, and one thread gives the same floats on any machine);
+    makes small matrices several times slower, and one thread gives the same floats run after run);
     torch's thread count and global RNGs are given back as they were.
     """
     previous = torch.get_num_threads()

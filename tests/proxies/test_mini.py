@@ -117,6 +117,15 @@ def test_pretrain_command_writes_a_loadable_folder(tmp_path, capsys):
     assert model.config.hidden_size == SMALL["hidden_size"] and tok.eos_token == mini.EOS
 
 
+def test_pretrain_help_lists_the_config_flags(capsys):
+    from selectgym.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["model", "pretrain", "--help"])
+    assert exit_info.value.code == 0
+    assert "--hidden-size" in capsys.readouterr().out
+
+
 def test_bad_config_is_one_clear_error():
     with pytest.raises(SelectgymError, match="multiple of num_attention_heads"):
         MiniConfig(hidden_size=30, num_attention_heads=4)
