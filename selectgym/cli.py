@@ -27,6 +27,7 @@ COMMANDS = {
     "finetune": "finetune",
     "bench": "bench",
     "demo": "demo",
+    "model": "model",
 }
 
 

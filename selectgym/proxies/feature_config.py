@@ -30,7 +30,8 @@ RENAMED = {"dim": "proj_dim", "k": "rollouts", "baseline": "nice_baseline", "pol
 class FeatureConfig:
     """Everything that decides the features' values (it is hashed into the store's key)."""
 
-    model: str = field(default="tiny", metadata={"help": "proxy model: tiny, smollm2, a local HF folder or a .gguf"})
+    model: str = field(default="tiny", metadata={
+        "help": "proxy model: tiny, mini (pretrained here on the task world), smollm2, a local HF folder or a .gguf"})
     features: list[str] | None = field(default=None, metadata={
         "help": f"features to compute, of {', '.join(FEATURES)} (default: grad, grad_adam if gradient_type is "
                 f"adam, loss, length, embedding)"})

