@@ -23,7 +23,7 @@ from selectgym.agents.config import algorithm_class
 from selectgym.envs.selection import SelectionEnv
 from selectgym.envs.summaries import available_features
 from selectgym.errors import SelectgymError
-from selectgym.proxies.feature_config import RENAMED
+from selectgym.proxies.feature_config import current_names
 from selectgym.proxies.table import FeatureTable
 from selectgym.utils import atomic_path
 
@@ -146,8 +146,8 @@ class SavedPolicy:
             raise SelectgymError(f"policy {self.path.name} was trained on features of other shapes: "
                                  f"{'; '.join(wrong)}; recompute the features with the policy's feature config "
                                  f"(same proj dim)")
-        trained = {RENAMED.get(k, k): v for k, v in (self.sidecar.get("feature_config") or {}).items()}
-        given = {RENAMED.get(k, k): v for k, v in (table.meta.get("config") or {}).items()}
+        trained = current_names(self.sidecar.get("feature_config") or {})
+        given = current_names(table.meta.get("config") or {})
         differ = [f"{k} {given[k]!r} (policy: {trained[k]!r})" for k in SCHEMA_SETTINGS
                   if k in trained and k in given and trained[k] != given[k]]
         if differ:

@@ -26,6 +26,11 @@ RENAMED = {"dim": "proj_dim", "k": "rollouts", "baseline": "nice_baseline", "pol
            "reward": "completion_reward", "reward_kwargs": "completion_reward_kwargs"}
 
 
+def current_names(values: dict[str, Any]) -> dict[str, Any]:
+    """A stored config's settings under today's key names (``RENAMED``)."""
+    return {RENAMED.get(k, k): v for k, v in values.items()}
+
+
 @dataclass
 class FeatureConfig:
     """Everything that decides the features' values (it is hashed into the store's key)."""
@@ -127,7 +132,7 @@ class FeatureConfig:
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> FeatureConfig:
         """A config from a stored record (a store's meta, a policy's sidecar), older key names translated."""
-        return cls(**{RENAMED.get(k, k): v for k, v in values.items()})
+        return cls(**current_names(values))
 
     def lora_spec(self) -> LoraSpec:
         return LoraSpec(r=self.lora_r, alpha=self.lora_alpha, dropout=self.lora_dropout,

@@ -29,7 +29,6 @@ from selectgym.proxies.gradients import (
     grad_dim,
     length_batches,
     per_example_grads,
-    sft_grads,
 )
 from selectgym.proxies.lora import attach_lora, lora_parameters
 from selectgym.proxies.mini import MINI_NAME, mini_dir
@@ -163,16 +162,8 @@ class Proxy:
     def val_grads(self, examples: Sequence[Example]) -> dict[str, np.ndarray]:
         """Validation SFT gradients of the reference answers (never Adam-normalised) at every checkpoint:
         ``grad@ckpt`` for each and ``grad`` for the final one. The final checkpoint stays loaded."""
-        arrays = {}
-        for name in self.states or [""]:
-            if self.states:
-                self.use(name)
-            arrays[f"grad@{name}" if name else "grad"] = np.asarray(sft_grads(
-                self.model, self.tokenizer, list(examples), projector=self.projector, batch_size=self.cfg.batch_size,
-                max_length=self.cfg.max_length, gradient_type="sgd"), dtype=np.float32)
-        if len(self.states) > 1:
-            arrays["grad"] = arrays[f"grad@{name}"]
-        return arrays
+        grads = self.checkpoint_grads(examples, adam=False)
+        return {k: v for k, v in grads.items() if k.partition("@")[0] == "grad"}
 
     def generator(self):
         """Rollouts from the proxy: in memory (transformers), vLLM with the saved adapter, or an HTTP server."""
