@@ -28,7 +28,7 @@ def _scorer(task: str):
 
 
 def score(example: Example, completion: str) -> float:
-    """Reward in [0, 1] for a completion to a verifiable example."""
+    """Reward in [0, 1] for a completion to a verifiable example (0 for an answer the task's scorer cannot parse)."""
     answer = extract_answer(completion)
     entry = example.meta.get("entry")
     task = example.meta.get("task")
@@ -38,6 +38,9 @@ def score(example: Example, completion: str) -> float:
         except (KeyError, ValueError, LookupError):
             fn = None
         if fn is not None:
-            return float(fn(answer, entry) or 0.0)
+            try:
+                return float(fn(answer, entry) or 0.0)
+            except Exception:  # noqa: BLE001 - some reasoning-gym scorers raise on unparsable answers: a wrong answer
+                return 0.0
     reference = (example.answer or "").strip()
     return float(bool(reference) and answer == reference)  # no reference: nothing can match, not even silence

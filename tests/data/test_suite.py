@@ -59,3 +59,15 @@ def test_verifier_uses_reasoning_gym(suite_dir):
     assert score(ex, f"The answer is {ex.answer}.\nmore text") == 1.0
     assert score(ex, "not a number") == 0.0
     assert extract_answer("\n  Answer: 42.\n") == "42"
+
+
+def test_an_answer_the_task_scorer_cannot_parse_scores_zero():
+    # reasoning-gym's prime_factorization scorer raises ValueError on a garbled answer; that is a wrong answer
+    from selectgym.data.pool import Example
+
+    entry = {"question": "Find the prime factorization of 12.", "answer": "2 × 2 × 3",
+             "metadata": {"source_dataset": "prime_factorization", "number": 12, "factors": [2, 2, 3]}}
+    ex = Example(id="p", prompt=[{"role": "user", "content": entry["question"]}], answer=entry["answer"],
+                 meta={"task": "prime_factorization", "entry": entry})
+    assert score(ex, "2 × 2 × 3") == 1.0
+    assert score(ex, "VhW0b1P4AVL8l") == 0.0
