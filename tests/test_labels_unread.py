@@ -66,3 +66,15 @@ def test_shuffled_labels_change_no_feature_selection_observation_or_reward(suite
             seen += [obs, np.array([reward])]
         trace.append(np.concatenate([np.ravel(x) for x in seen]))
     np.testing.assert_array_equal(trace[0], trace[1])
+
+    trace = []
+    for train, val in tables:
+        env = gym.make("selectgym/ExampleSelect-v0", table=train, val_table=val, budget=6, chunk=8,
+                       reward="linear").unwrapped
+        obs, _ = env.reset(seed=0)
+        seen = [obs]
+        for action in (0, 5, 2, 7, 1, 3):
+            obs, reward, *_ = env.step(action)
+            seen += [obs, np.array([reward])]
+        trace.append(np.concatenate([np.ravel(x) for x in seen]))
+    np.testing.assert_array_equal(trace[0], trace[1])

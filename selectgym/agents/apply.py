@@ -64,9 +64,18 @@ def policy_features(policy_path: str | Path, pool_path: str | Path | None, val_p
 
 def rollout(policy: SavedPolicy, table: FeatureTable, val_table: FeatureTable | None, budget: float | int,
             seed: int = 0) -> tuple[np.ndarray, list[int]]:
-    """Roll the policy out greedily (best open cluster each step): table rows in selection order, clusters chosen."""
+    """Roll the policy out greedily (best open cluster each step): table rows in selection order, clusters chosen.
+
+    An ExampleSelect policy is not limited to its training chunk: its scorer rates every open example of the
+    pool at each step and the best is taken (no clusters to report)."""
     env = policy.make_env(table, val_table, budget)
     obs, _ = env.reset(seed=seed)
+    if hasattr(env, "candidate_matrix"):  # ExampleSelect: the shared scorer rates every open example each step
+        scorer = policy.model.policy
+        while len(env.taken) < env.budget:
+            rows = np.flatnonzero(env.open)
+            env.take(int(rows[np.argmax(scorer.score(env.candidate_matrix(rows)))]))
+        return env.selected_rows(), []
     slots, terminated = [], False
     while not terminated:
         obs, _, terminated, _, info = env.step(policy.act(obs, env.action_masks()))

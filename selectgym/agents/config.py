@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from selectgym.budget import DEFAULT_SHARE, check_budget
-from selectgym.envs import CLUSTER_SELECT, FEATURE_SELECT, REWARDS
+from selectgym.envs import CLUSTER_SELECT, EXAMPLE_SELECT, FEATURE_SELECT, REWARDS
 from selectgym.envs.summaries import FEATURES
 from selectgym.errors import SelectgymError
 
@@ -37,8 +37,9 @@ class AgentConfig:
     """An agent run: which env and reward, which algorithm with which settings, what to log."""
 
     algo: str = field(default="ppo", metadata={"help": f"algorithm: {', '.join(ALGORITHMS)}"})
-    env_id: str = field(default=FEATURE_SELECT, metadata={"help": f"{FEATURE_SELECT} (transfers to new pools) or "
-                                                                  f"{CLUSTER_SELECT} (the paper's mask MDP)"})
+    env_id: str = field(default=FEATURE_SELECT, metadata={"help": f"{FEATURE_SELECT} (transfers to new pools), "
+                                                                  f"{EXAMPLE_SELECT} (picks single examples; "
+                                                                  f"PPO/A2C) or {CLUSTER_SELECT} (the paper's MDP)"})
     timesteps: int = field(default=20_000, metadata={"help": "env steps to train for (all envs together)"})
     n_envs: int = field(default=8, metadata={"help": "environments stepped together (DummyVecEnv); more copies with "
                                                      "a proportionally shorter n_steps keep the rollout and run "
@@ -48,6 +49,7 @@ class AgentConfig:
         "help": "examples per episode: a share in (0, 1) or a count"})
     n_clusters: int = field(default=16, metadata={"help": "K-means clusters = actions"})
     batch_size: int = field(default=8, metadata={"help": "examples FeatureSelect takes per step"})
+    chunk: int = field(default=32, metadata={"help": "candidates ExampleSelect shows per step"})
     order_by: str = field(default="alignment", metadata={
         "help": f"within-cluster order: one of {', '.join(FEATURES)} ('-' prefix ascending) or none"})
     observe: list[str] | None = field(default=None, metadata={
@@ -84,12 +86,15 @@ class AgentConfig:
         check_budget(self.budget)
         if self.algo not in ALGORITHMS:
             raise SelectgymError(f"algo {self.algo!r} is unknown; choose from {', '.join(ALGORITHMS)}")
-        if self.env_id not in (FEATURE_SELECT, CLUSTER_SELECT):
-            raise SelectgymError(f"env_id {self.env_id!r} is unknown; use {FEATURE_SELECT} or {CLUSTER_SELECT}")
+        if self.env_id not in (FEATURE_SELECT, CLUSTER_SELECT, EXAMPLE_SELECT):
+            raise SelectgymError(f"env_id {self.env_id!r} is unknown; use {FEATURE_SELECT}, {EXAMPLE_SELECT} or "
+                                 f"{CLUSTER_SELECT}")
+        if self.env_id == EXAMPLE_SELECT and self.algo not in ("ppo", "a2c"):
+            raise SelectgymError(f"{EXAMPLE_SELECT} scores candidates with an actor-critic: use algo ppo or a2c")
         for name in ("reward", "eval_reward"):
             if getattr(self, name) not in REWARDS:
                 raise SelectgymError(f"{name} {getattr(self, name)!r} is unknown; choose from {', '.join(REWARDS)}")
-        for name in ("timesteps", "n_envs", "n_clusters", "batch_size", "minibatch_size", "n_epochs",
+        for name in ("timesteps", "n_envs", "n_clusters", "batch_size", "chunk", "minibatch_size", "n_epochs",
                      "n_eval_episodes"):
             if int(getattr(self, name)) < 1:
                 raise SelectgymError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -113,6 +118,9 @@ class AgentConfig:
 
     def env_kwargs(self) -> dict[str, Any]:
         """The env settings (everything but the tables, the reward and the clusters)."""
+        if self.env_id == EXAMPLE_SELECT:
+            return {"budget": self.budget, "chunk": self.chunk, "features": self.observe,
+                    "train_grad": self.train_grad, "val_grad": self.val_grad}
         kwargs = {"budget": self.budget, "n_clusters": self.n_clusters, "order_by": self.order_by,
                   "features": self.observe, "cluster_seed": self.cluster_seed, "train_grad": self.train_grad,
                   "val_grad": self.val_grad}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -18,7 +18,9 @@ from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecNormalize
 
 from selectgym.agents.config import AgentConfig, algorithm_class
 from selectgym.agents.policy_file import describe_policy, save_policy
+from selectgym.envs import EXAMPLE_SELECT
 from selectgym.envs.summaries import cluster_labels
+from selectgym.errors import SelectgymError
 from selectgym.proxies.table import FeatureTable
 
 log = logging.getLogger(__name__)
@@ -39,21 +41,30 @@ def preserved_global_rngs() -> Iterator[None]:
 
 
 def make_env(cfg: AgentConfig, table: FeatureTable, val_table: FeatureTable | None, *, reward: str,
-             reward_kwargs: dict[str, Any] | None = None, labels: np.ndarray | None = None) -> Callable[[], gym.Env]:
-    """A thunk building one monitored env (the clusters are computed once and shared between copies)."""
+             reward_kwargs: dict[str, Any] | None = None, labels: np.ndarray | None = None,
+             pools: Sequence[tuple] = (), reward_val_table: FeatureTable | None = None) -> Callable[[], gym.Env]:
+    """A thunk building one monitored env (the clusters are computed once and shared between copies);
+    ``pools`` (ExampleSelect only) are more ``(table, val_table, reward_val_table)`` to draw from at each reset, and
+    ``reward_val_table`` the target the first pool's reward reads instead of ``val_table``."""
     def thunk() -> gym.Env:
+        extra: dict[str, Any] = ({"labels": labels} if cfg.env_id != EXAMPLE_SELECT else
+                                 {"pools": pools, "reward_val_table": reward_val_table})
         env = gym.make(cfg.env_id, table=table, val_table=val_table, reward=reward, reward_kwargs=reward_kwargs,
-                       labels=labels, **cfg.env_kwargs())
+                       **extra, **cfg.env_kwargs())
         return Monitor(env)
     return thunk
 
 
 def make_vec_env(cfg: AgentConfig, table: FeatureTable, val_table: FeatureTable | None, *, reward: str,
-                 reward_kwargs: dict[str, Any] | None, n_envs: int, training: bool) -> VecEnv:
+                 reward_kwargs: dict[str, Any] | None, n_envs: int, training: bool,
+                 pools: Sequence[tuple] = (), reward_val_table: FeatureTable | None = None) -> VecEnv:
     """``n_envs`` copies in a DummyVecEnv (fastest here); rewards scaled while training if configured."""
-    labels = cluster_labels(table, cfg.n_clusters, cfg.cluster_seed)
+    if pools and cfg.env_id != EXAMPLE_SELECT:
+        raise SelectgymError(f"training over several pools needs env_id {EXAMPLE_SELECT}")
+    labels = cluster_labels(table, cfg.n_clusters, cfg.cluster_seed) if cfg.env_id != EXAMPLE_SELECT else None
     venv: VecEnv = DummyVecEnv([make_env(cfg, table, val_table, reward=reward, reward_kwargs=reward_kwargs,
-                                         labels=labels) for _ in range(n_envs)])
+                                         labels=labels, pools=pools, reward_val_table=reward_val_table)
+                                for _ in range(n_envs)])
     if cfg.normalize_reward:  # the eval copy is wrapped too (never scaled) so SB3 can sync the two
         venv = VecNormalize(venv, training=training, norm_obs=False, norm_reward=training, gamma=cfg.gamma)
     return venv
@@ -76,8 +87,17 @@ class PolicyCheckpoint(BaseCallback):
 
 def build_agent(cfg: AgentConfig, venv: VecEnv):
     """The SB3 algorithm for ``cfg.algo`` over ``venv``, seeded, with TensorBoard/CSV logs under ``log_dir``."""
-    model = algorithm_class(cfg.algo)("MlpPolicy", venv, seed=cfg.seed, device=cfg.device, verbose=0,
-                                      **cfg.algo_settings())
+    settings = cfg.algo_settings()
+    policy: Any = "MlpPolicy"
+    if cfg.env_id == EXAMPLE_SELECT:
+        from selectgym.agents.example_policy import CandidateScorerPolicy
+
+        env = venv.unwrapped.envs[0].unwrapped if hasattr(venv.unwrapped, "envs") else None
+        per_candidate = len(env.columns) if env is not None else venv.observation_space.shape[0] // cfg.chunk
+        policy = CandidateScorerPolicy
+        settings["policy_kwargs"] = {**settings.get("policy_kwargs", {}), "per_candidate": per_candidate,
+                                     "chunk": cfg.chunk}
+    model = algorithm_class(cfg.algo)(policy, venv, seed=cfg.seed, device=cfg.device, verbose=0, **settings)
     if cfg.log_dir:
         model.set_logger(configure(str(Path(cfg.log_dir) / "logs"), ["csv", "tensorboard"]))
     else:
@@ -88,16 +108,20 @@ def build_agent(cfg: AgentConfig, venv: VecEnv):
 def train_agent(cfg: AgentConfig, table: FeatureTable, val_table: FeatureTable | None = None, *,
                 out: str | Path | None = None, eval_table: FeatureTable | None = None,
                 eval_val_table: FeatureTable | None = None, reward_context: dict[str, Any] | None = None,
-                eval_reward_context: dict[str, Any] | None = None, feature_config: dict[str, Any] | None = None):
+                eval_reward_context: dict[str, Any] | None = None, feature_config: dict[str, Any] | None = None,
+                pools: Sequence[tuple] = (), reward_val_table: FeatureTable | None = None):
     """Train ``cfg.algo`` on ``table``; evaluate on ``eval_table`` every ``cfg.eval_freq`` steps; save to ``out``.
 
+    ``pools`` (ExampleSelect): more ``(table, val_table, reward_val_table)`` triples; each episode draws one of
+    them or ``table`` (domain randomisation); ``reward_val_table`` is the target ``table``'s reward reads (a split
+    the observed alignment never saw).
     ``reward_context`` adds objects a reward needs beyond its settings (the proxy reward's ``pool`` and
     ``val_pool``). Returns the trained model; ``out`` gets the zip and its JSON sidecar.
     """
     reward_kwargs = {**cfg.reward_kwargs, **(reward_context or {})}
     with preserved_global_rngs():
         venv = make_vec_env(cfg, table, val_table, reward=cfg.reward, reward_kwargs=reward_kwargs,
-                            n_envs=cfg.n_envs, training=True)
+                            n_envs=cfg.n_envs, training=True, pools=pools, reward_val_table=reward_val_table)
         model = build_agent(cfg, venv)
         first_env = venv.unwrapped.envs[0].unwrapped
         sidecar = describe_policy(cfg.algo, cfg.env_id, first_env, cfg.env_kwargs(), feature_config, cfg.to_dict())

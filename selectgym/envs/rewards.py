@@ -18,6 +18,9 @@ already taken, so a batch that repeats the selection earns less.
 ``proxy`` really trains the proxy's LoRA on the batch for ``steps`` optimizer steps and returns the drop in
 the (subsampled, seeded) validation loss; adapter and optimizer return to their initial state every episode.
 
+``learned`` is a linear model of an example's own features, ``bias + sum_k weights[k] * x_k`` averaged over
+the batch, whose weights were fitted elsewhere (the transfer benchmark fits them on real proxy updates).
+
 ``none`` always returns 0: for rolling a trained policy out, where no reward is needed.
 """
 
@@ -214,8 +217,41 @@ class ProxyReward(StepReward):
         return {"name": self.name, **self.settings}
 
 
+class LearnedReward(StepReward):
+    """``bias + weights . x`` of each example's columns (``selectgym.envs.summaries.example_matrix``), batch mean."""
+
+    name = "learned"
+
+    def __init__(self, table: FeatureTable, val_table: FeatureTable | None = None, *, weights: dict[str, float],
+                 bias: float = 0.0, train_grad: str = "grad", val_grad: str = "grad") -> None:
+        from selectgym.envs.summaries import example_matrix
+
+        if not weights:
+            raise SelectgymError("the learned reward needs weights: a mapping from column name to weight")
+        features = [k for k in weights if k not in ("alignment_z",)]
+        x, _, columns = table.derived(("learned_reward_x", tuple(features), train_grad, val_grad, id(val_table)),
+                                      lambda: example_matrix(table, val_table, features, train_grad, val_grad))
+        unknown = sorted(set(weights) - set(columns))
+        if unknown:
+            raise SelectgymError(f"the learned reward has weights for {unknown}, which are not example columns "
+                                 f"({', '.join(columns)})")
+        w = np.array([float(weights.get(c, 0.0)) for c in columns])
+        self.values = x @ w + float(bias)
+        self.settings = {"weights": {k: float(v) for k, v in weights.items()}, "bias": float(bias)}
+
+    def reset(self) -> None:
+        pass
+
+    def step(self, rows: np.ndarray) -> float:
+        return float(self.values[rows].mean())
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name, **self.settings}
+
+
 #: reward name -> class; every class takes ``(table, val_table, **settings)``.
-REWARDS: dict[str, type[StepReward]] = {"linear": LinearReward, "proxy": ProxyReward, "none": NoReward}
+REWARDS: dict[str, type[StepReward]] = {"linear": LinearReward, "proxy": ProxyReward, "learned": LearnedReward,
+                                         "none": NoReward}
 
 
 def make_reward(reward: str | StepReward, table: FeatureTable, val_table: FeatureTable | None,

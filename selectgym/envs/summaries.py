@@ -138,6 +138,16 @@ def feature_matrix(table: FeatureTable, val_table: FeatureTable | None, features
     return x, present
 
 
+def example_matrix(table: FeatureTable, val_table: FeatureTable | None, features: Sequence[str] | None = None,
+                   train_grad: str = "grad", val_grad: str = "grad") -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """``(X, present, columns)``: ``feature_matrix`` plus ``alignment_z``, the alignment z-scored within the pool
+    (the raw cosine's scale differs between pools and proxies; its rank within the pool does not)."""
+    x, present = feature_matrix(table, val_table, features, train_grad, val_grad)
+    columns = observed_columns(features)
+    x = np.concatenate([x, _zscore(x[:, columns.index("alignment")])[:, None]], axis=1)
+    return x, present, [*columns, "alignment_z"]
+
+
 def cluster_labels(table: FeatureTable, n_clusters: int, seed: int = 0, feature: str = "embedding") -> np.ndarray:
     """K-means (scikit-learn, seeded) cluster label of every row of ``table[feature]``.
 
