@@ -55,6 +55,9 @@ class AgentConfig:
     observe: list[str] | None = field(default=None, metadata={
         "help": f"features the env observes: of {', '.join(FEATURES)}, or any other one-valued array of the "
                 f"features by its name (default: the built-in ones the tables have)"})
+    training_pools: dict[str, Any] | None = field(default=None, metadata={
+        "help": f"train over pools drawn from these settings instead of --features ({EXAMPLE_SELECT}; YAML mapping "
+                "of selectgym.agents.pools.TrainingPools: families, n_pools, sizes, target_share, defect_rate, ...)"})
     reward: str = field(default="linear", metadata={"help": f"training reward: {', '.join(REWARDS)}"})
     reward_kwargs: dict[str, Any] = field(default_factory=dict, metadata={
         "help": "reward settings, e.g. {lr: 1.0, redundancy: 0.5} or {model: tiny, steps: 2}"})
@@ -113,6 +116,9 @@ class AgentConfig:
                 raise SelectgymError(f"minibatch_size {self.minibatch_size} is larger than a rollout "
                                      f"(n_steps {self.n_steps} x n_envs {self.n_envs} = {rollout}); "
                                      f"lower minibatch_size or raise n_steps")
+        if self.training_pools is not None and self.env_id != EXAMPLE_SELECT:
+            raise SelectgymError(f"training_pools draws several pools, which only {EXAMPLE_SELECT} trains over; set "
+                                 f"env_id: {EXAMPLE_SELECT}")
         if self.observe is not None and not self.observe:
             raise SelectgymError(f"observe is empty; name features of {', '.join(FEATURES)} or leave it unset")
 

@@ -28,25 +28,13 @@ from selectgym.finetune.config import FinetuneConfig
 from selectgym.finetune.evaluate import evaluate
 from selectgym.finetune.train import train
 from selectgym.proxies.pipeline import FeatureConfig, compute_features, load_features
-from selectgym.proxies.table import FeatureTable
+from selectgym.proxies.table import FeatureTable, merge_tables
 from selectgym.selectors import get_selector
 from selectgym.utils import write_json
 
 __all__ = ["Bench", "BenchConfig", "run_bench"]
 
 log = logging.getLogger(__name__)
-
-def _merge(tables: list[FeatureTable]) -> FeatureTable:
-    """One table from several computed on pools with the same ids (the suite's three formats)."""
-    base = tables[0]
-    arrays, meta = dict(base.arrays), dict(base.meta)
-    for t in tables[1:]:
-        if t.ids != base.ids:
-            raise SelectgymError("feature tables to merge must list the same example ids in the same order")
-        arrays.update(t.arrays)
-        meta.update(t.meta)
-    return FeatureTable(base.ids, arrays, meta)
-
 
 class Bench:
     """Runs a ``BenchConfig``; each stage is a method so a test can run or replace it."""
@@ -86,7 +74,7 @@ class Bench:
                 vals.append(val)
         if not trains:
             return None, None
-        return _merge(trains), (_merge(vals) if vals else None)
+        return merge_tables(trains), (merge_tables(vals) if vals else None)
 
     # -- selection --------------------------------------------------------------------------------------
     def select(self, method: str, budget: float, seed: int, train: FeatureTable | None,

@@ -2,6 +2,8 @@
 
 Example: `selectgym train-agent --config configs/agent_ppo.yaml --features feats/ --eval-features feats_eval/
 --out policy.zip`. Every AgentConfig field is a flag (and a YAML key); reward_kwargs and algo_kwargs take YAML.
+With ``training_pools`` (configs/policy_transfer.yaml) the command draws its own pools from the families
+listed there, computes their features (cached) and trains one ExampleSelect policy over all of them.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default="policy.zip", help="where to save the policy (a sidecar .json goes beside)")
     parser.add_argument("--pool", default=None, help="training pool file (only the proxy reward needs the texts)")
     parser.add_argument("--val", default=None, help="validation file (only the proxy reward needs the texts)")
+    parser.add_argument("--pools-dir", default=None, help="where drawn training pools and their features go "
+                                                          "(default: a cache folder under $SELECTGYM_CACHE/pools)")
     from selectgym.agents.config import AgentConfig
 
     parser.set_defaults(_config_fields=add_dataclass_arguments(parser, AgentConfig))
@@ -40,6 +44,8 @@ def run(args: argparse.Namespace) -> int:
     from selectgym.agents.train import train_agent
 
     cfg = dataclass_from_args(AgentConfig, args, args._config_fields)
+    if cfg.training_pools is not None:
+        return _run_over_pools(cfg, args)
     train, val, store = _load(args.features, "--features")
     eval_train = eval_val = None
     if args.eval_features:
@@ -57,4 +63,28 @@ def run(args: argparse.Namespace) -> int:
                 reward_context=context, feature_config=store.meta.get("config"))
     print(f"trained {cfg.algo} on {cfg.env_id} for {cfg.timesteps} steps ({len(train)} examples); "
           f"saved {args.out} and {Path(args.out).with_suffix('.json').name}")
+    return 0
+
+
+def _run_over_pools(cfg, args: argparse.Namespace) -> int:
+    """Draw the configured pools, compute their features (cached), train one policy over all of them."""
+    import dataclasses
+
+    from selectgym.agents.pools import TrainingPools, build_pools
+    from selectgym.agents.train import train_agent
+    from selectgym.utils import cache_dir, stable_hash
+
+    known = {f.name for f in dataclasses.fields(TrainingPools)}
+    unknown = sorted(set(cfg.training_pools) - known)
+    if unknown:
+        raise SelectgymError(f"training_pools has unknown key(s) {unknown}; it takes {sorted(known)}")
+    pools_cfg = TrainingPools(**cfg.training_pools)
+    folder = Path(args.pools_dir) if args.pools_dir else cache_dir() / "pools" / stable_hash(
+        dataclasses.asdict(pools_cfg))
+    triples = build_pools(pools_cfg, folder, progress=cfg.progress_bar)
+    (train, val, reward_val), rest = triples[0], triples[1:]
+    train_agent(cfg, train, val, out=args.out, pools=rest, reward_val_table=reward_val,
+                feature_config=pools_cfg.feature_config("sft").to_dict())
+    print(f"trained {cfg.algo} on {cfg.env_id} over {len(triples)} pools ({sum(len(t[0]) for t in triples)} "
+          f"examples, features in {folder}) for {cfg.timesteps} steps; saved {args.out}")
     return 0

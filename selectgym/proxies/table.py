@@ -315,3 +315,15 @@ class FeatureTable:
     def schema(self) -> dict[str, list[int]]:
         """Name -> per-row shape: what a saved policy records and checks against."""
         return {k: list(np.shape(v)[1:]) for k, v in sorted(self.arrays.items())}
+
+
+def merge_tables(tables: list[FeatureTable]) -> FeatureTable:
+    """One table from several computed on pools with the same ids (the suite's three formats)."""
+    base = tables[0]
+    arrays, meta = dict(base.arrays), dict(base.meta)
+    for t in tables[1:]:
+        if t.ids != base.ids:
+            raise SelectgymError("feature tables to merge must list the same example ids in the same order")
+        arrays.update(t.arrays)
+        meta.update(t.meta)
+    return FeatureTable(base.ids, arrays, meta)
