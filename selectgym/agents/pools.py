@@ -20,7 +20,7 @@ from selectgym.data.suite import SuiteConfig, make_suite
 from selectgym.errors import SelectgymError
 from selectgym.proxies.feature_config import FeatureConfig
 from selectgym.proxies.pipeline import compute_features, load_features
-from selectgym.proxies.table import FeatureTable
+from selectgym.proxies.table import FeatureTable, merge_tables
 from selectgym.utils import write_jsonl
 
 log = logging.getLogger(__name__)
@@ -80,8 +80,6 @@ class TrainingPools:
 def build_pool(suite: SuiteConfig, folder: Path, features: TrainingPools) -> tuple[FeatureTable, FeatureTable,
                                                                                     FeatureTable]:
     """Draw one pool into ``folder`` and compute its features: ``(train, val_a table, val_b table)``."""
-    from selectgym.bench.harness import merge_tables
-
     folder = Path(folder)
     files = folder / "suite"
     if not (folder / "done.json").exists():
