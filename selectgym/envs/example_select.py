@@ -94,7 +94,7 @@ class ExampleSelectEnv(gym.Env):
                  chunk: int = 32, features: Sequence[str] | None = None, reward: str | StepReward = "linear",
                  reward_kwargs: dict[str, Any] | None = None, reward_val_table: FeatureTable | None = None,
                  pools: Sequence[tuple] = (), train_grad: str = "grad", val_grad: str = "grad",
-                 redundancy_feature: str = "embedding", **ignored: Any) -> None:
+                 redundancy_feature: str = "embedding") -> None:
         if chunk < 1:
             raise SelectgymError(f"chunk must be >= 1, got {chunk}")
         triples = [(table, val_table, reward_val_table), *[tuple(p) + (None,) * (3 - len(p)) for p in pools]]
