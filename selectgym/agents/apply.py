@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from selectgym.agents.policy_file import VAL_FEATURES, SavedPolicy, load_policy
+from selectgym.envs.example_select import ExampleSelectEnv
 from selectgym.errors import SelectgymError
 from selectgym.proxies.feature_config import FeatureConfig
 from selectgym.proxies.pipeline import compute_features, load_features
@@ -70,7 +71,7 @@ def rollout(policy: SavedPolicy, table: FeatureTable, val_table: FeatureTable | 
     pool at each step and the best is taken (no clusters to report)."""
     env = policy.make_env(table, val_table, budget)
     obs, _ = env.reset(seed=seed)
-    if hasattr(env, "candidate_matrix"):  # ExampleSelect: the shared scorer rates every open example each step
+    if isinstance(env, ExampleSelectEnv):  # the shared scorer rates every open example each step
         scorer = policy.model.policy
         while len(env.taken) < env.budget:
             rows = np.flatnonzero(env.open)

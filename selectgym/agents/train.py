@@ -91,12 +91,11 @@ def build_agent(cfg: AgentConfig, venv: VecEnv):
     policy: Any = "MlpPolicy"
     if cfg.env_id == EXAMPLE_SELECT:
         from selectgym.agents.example_policy import CandidateScorerPolicy
+        from selectgym.envs.example_select import candidate_columns
 
-        env = venv.unwrapped.envs[0].unwrapped if hasattr(venv.unwrapped, "envs") else None
-        per_candidate = len(env.columns) if env is not None else venv.observation_space.shape[0] // cfg.chunk
         policy = CandidateScorerPolicy
-        settings["policy_kwargs"] = {**settings.get("policy_kwargs", {}), "per_candidate": per_candidate,
-                                     "chunk": cfg.chunk}
+        settings["policy_kwargs"] = {**settings.get("policy_kwargs", {}), "chunk": cfg.chunk,
+                                     "per_candidate": len(candidate_columns(cfg.observe))}
     model = algorithm_class(cfg.algo)(policy, venv, seed=cfg.seed, device=cfg.device, verbose=0, **settings)
     if cfg.log_dir:
         model.set_logger(configure(str(Path(cfg.log_dir) / "logs"), ["csv", "tensorboard"]))

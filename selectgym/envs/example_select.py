@@ -42,7 +42,7 @@ class PoolState:
 
     def __init__(self, table: FeatureTable, val_table: FeatureTable | None, features: Sequence[str] | None,
                  train_grad: str, val_grad: str, redundancy_feature: str) -> None:
-        self.table, self.val_table = table, val_table
+        self.table = table
         x, self.present, _ = example_matrix(table, val_table, features, train_grad, val_grad)
         self.x = x.astype(np.float32)
         if not table.has(redundancy_feature):
@@ -133,15 +133,11 @@ class ExampleSelectEnv(gym.Env):
         return np.concatenate([self.state.x[rows], self.redundancy[rows, None], left], axis=1)
 
     def _observation(self) -> np.ndarray:
-        n_open = int(self.open.sum())
-        self.candidates = self.np_random.choice(np.flatnonzero(self.open), size=min(self.chunk, n_open),
-                                                replace=False)
-        obs = self.candidate_matrix(self.candidates)
-        if len(obs) < self.chunk:  # fewer open rows than candidates: repeat the last one
-            self.candidates = np.concatenate([self.candidates, np.repeat(self.candidates[-1:],
-                                                                         self.chunk - len(obs))])
-            obs = self.candidate_matrix(self.candidates)
-        return obs.reshape(-1)
+        open_rows = np.flatnonzero(self.open)
+        picked = self.np_random.choice(open_rows, size=min(self.chunk, len(open_rows)), replace=False)
+        # fewer open rows than candidates: the last one fills the remaining places
+        self.candidates = np.concatenate([picked, np.repeat(picked[-1:], self.chunk - len(picked))])
+        return self.candidate_matrix(self.candidates).reshape(-1)
 
     # -- gym API -----------------------------------------------------------------------------------------------
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
