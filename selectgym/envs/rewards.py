@@ -228,7 +228,8 @@ class LearnedReward(StepReward):
 
         if not weights:
             raise SelectgymError("the learned reward needs weights: a mapping from column name to weight")
-        features = [k for k in weights if k not in ("alignment_z",)]
+        # alignment_z is derived from the alignment column: asking for it alone must still compute alignment
+        features = list(dict.fromkeys("alignment" if k == "alignment_z" else k for k in weights))
         x, _, columns = table.derived(("learned_reward_x", tuple(features), train_grad, val_grad, id(val_table)),
                                       lambda: example_matrix(table, val_table, features, train_grad, val_grad))
         unknown = sorted(set(weights) - set(columns))

@@ -88,3 +88,11 @@ def test_learned_reward_is_the_weighted_sum_of_the_example_columns(tables):
         LearnedReward(train, val, weights={})
     with pytest.raises(SelectgymError, match="nonsense"):
         LearnedReward(train, val, weights={"nonsense": 1.0})
+
+
+def test_learned_reward_on_alignment_z_alone_reads_the_alignment(tables):
+    train, val = tables
+    x, _, names = example_matrix(train, val, ["alignment"])
+    reward = LearnedReward(train, val, weights={"alignment_z": 1.0})
+    assert np.abs(reward.values).max() > 0  # not a column of zeros
+    np.testing.assert_allclose(reward.values, x[:, names.index("alignment_z")])
