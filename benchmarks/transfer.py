@@ -69,9 +69,9 @@ def zscore(x: np.ndarray) -> np.ndarray:
     return (x - x.mean()) / std if std > 1e-12 else np.zeros_like(x)
 
 
-def useful_flags(folder: Path, ids: list[str]) -> np.ndarray:
-    """Ground truth (clean and on-target) of each row, read for measuring only."""
-    pool = load_pool(folder / "suite" / "sft.jsonl")
+def useful_flags(folder: Path, ids: list[str], pool=None) -> np.ndarray:
+    """Ground truth (clean and on-target) of each row, read for measuring only (``pool``: already loaded)."""
+    pool = pool if pool is not None else load_pool(folder / "suite" / "sft.jsonl")
     return np.array([pool[pool.index(i)].meta["useful"] for i in ids], dtype=float)
 
 
@@ -84,7 +84,7 @@ def real_updates(folder: Path, tables: tuple, n: int, batch: int, seed: int) -> 
                          model="mini", lr=3e-3, steps=3, val_subsample=32, seed=seed)
     x, _, columns = example_matrix(train, val, ["alignment", "dpo_gap", "loss", "length"])
     x = x[:, [columns.index(c) for c in REWARD_COLUMNS]]
-    useful = useful_flags(folder, train.ids)
+    useful = useful_flags(folder, train.ids, pool)
     rng = np.random.default_rng(seed)
     drops, feats, shares = [], [], []
     started = time.perf_counter()
