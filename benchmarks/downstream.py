@@ -3,13 +3,16 @@
 Run after ``benchmarks/transfer.py`` (it reads the policies there): ``.venv/bin/python benchmarks/downstream.py``
 (about an hour on 2 CPU cores; every run is cached in ``--work``, so a killed run resumes).
 
-The pool is the built-in suite (``--size`` examples, ``--validation-size`` target problems), featurised by
-``mini`` like the transfer pools (alignment against one half of the target set). For every seed, each method
-picks ``--budget`` of it: ``policy`` (the default transfer policy trained with that seed), LESS, LESS on SGD
-gradients, the DPO gap and random (drawn as in ``benchmarks/sensitivity.py``, so those runs are shared when
-the settings agree). SmolLM2-135M-Instruct is fine-tuned on each selection with LoRA SFT (``--steps`` steps,
-batch ``--batch-size``, lr ``--lr``); ``full`` trains on the whole pool for one epoch. Verifier accuracy of
-greedy answers on all target problems. Results go under ``downstream`` in ``--out``.json and the ``.md``.
+The pool is the built-in suite (``--size`` examples, ``--validation-size`` target problems), featurised by ``mini``
+like the transfer pools (alignment against one half of the target set). For every seed, each method picks
+``--budget`` of it: ``policy`` (the default transfer policy trained with that seed; trained here, into
+``--policies``, if transfer.py has not), LESS, LESS on SGD gradients, the DPO gap and random (drawn as in
+``benchmarks/sensitivity.py``, so those runs are shared when the settings agree). ``policy_balanced`` and
+``less_balanced`` share the budget among the target's subtasks (its task families, in proportion to their share of
+the target set; ``selectgym.selectors.coverage``). SmolLM2-135M-Instruct is fine-tuned on each selection with LoRA
+SFT (``--steps`` steps, batch ``--batch-size``, lr ``--lr``); ``full`` trains on the whole pool for one epoch.
+Verifier accuracy of greedy answers on all target problems. Results go under ``downstream`` in ``--out``.json and
+the ``.md``.
 """
 
 from __future__ import annotations
@@ -26,18 +29,19 @@ import torch
 from machine_load import load_average, load_note
 from scipy.stats import ttest_rel
 from sensitivity import selection
-from transfer import pick
+from transfer import pick, train_policies
 from transfer_pools import training_pools
 
-from selectgym.agents.pools import build_pool
+from selectgym.agents.pools import build_pool, build_pools
 from selectgym.data import load_pool
 from selectgym.data.suite import SuiteConfig
 from selectgym.finetune.config import FinetuneConfig
 from selectgym.finetune.evaluate import evaluate
 from selectgym.finetune.train import train
+from selectgym.selectors.coverage import subtask_labels
 from selectgym.utils import write_json
 
-METHODS = ("policy", "less", "less_sgd", "dpo_gap", "random", "full")
+METHODS = ("policy", "policy_balanced", "less", "less_balanced", "less_sgd", "dpo_gap", "random", "full")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -52,6 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--policies", default="runs/transfer/policies", help="where transfer.py saved its policies")
+    parser.add_argument("--training-pools", default="runs/transfer/train", help="transfer.py's training pools")
     parser.add_argument("--shared", default="runs/sensitivity/runs.json", help="sensitivity runs to reuse for random")
     parser.add_argument("--work", default="runs/downstream")
     parser.add_argument("--out", default="benchmarks/results/transfer")
@@ -63,6 +68,13 @@ def main(argv: list[str] | None = None) -> int:
     table, val_a, _ = build_pool(suite, work / "pool", training_pools())
     pool = load_pool(work / "pool" / "suite" / "sft.jsonl")
     target = load_pool(work / "pool" / "suite" / "validation.jsonl", "verifiable")
+    subtasks = subtask_labels(load_pool(work / "pool" / "suite" / "val_a.jsonl", "verifiable"))
+    policies = Path(args.policies)
+    if any(m.startswith("policy") for m in args.methods):
+        missing = [s for s in args.seeds if not (policies / f"policy-s{s}.zip").exists()]
+        triples = build_pools(training_pools(), args.training_pools, progress=True) if missing else []
+        for seed in missing:
+            train_policies(triples, None, args.budget, seed, policies, only=("policy",))
     done_path = work / "runs.json"
     runs = json.loads(done_path.read_text()) if done_path.exists() else {}
     shared = Path(args.shared)
@@ -74,8 +86,8 @@ def main(argv: list[str] | None = None) -> int:
                 ids = selection(pool, "random", n, int(key.split("-")[1]))
                 runs[key] = {**run, "useful_share": float(np.mean([pool[pool.index(i)].meta["useful"] for i in ids])),
                              "n_selected": n, "shared_with": str(shared)}
-    for seed in args.seeds:
-        for method in args.methods:
+    for method in args.methods:  # method by method: the first methods' seeds are complete if the run is cut short
+        for seed in args.seeds:
             key = f"{method}-{seed}"
             if key in runs:
                 continue
@@ -85,19 +97,24 @@ def main(argv: list[str] | None = None) -> int:
             elif method == "random":
                 ids, steps = selection(pool, "random", round(args.budget * len(pool)), seed), args.steps
             else:
-                paths = {"policy": Path(args.policies) / f"policy-s{seed}.zip"}
-                ids, steps = [table.ids[r] for r in pick(method, table, val_a, args.budget, seed, paths)], args.steps
+                paths = {"policy": policies / f"policy-s{seed}.zip"}
+                rows = pick(method, table, val_a, args.budget, seed, paths, subtasks)
+                ids, steps = [table.ids[r] for r in rows], args.steps
             cfg = FinetuneConfig(method="sft", model="smollm2", seed=seed, lr=args.lr, max_steps=steps, epochs=1.0,
                                  batch_size=args.batch_size, output_dir=str(work / "ft" / key))
             result = train(cfg, pool.subset(ids))
             metrics = evaluate(result.model, result.tokenizer, target, max_new_tokens=16)
-            useful = float(np.mean([pool[pool.index(i)].meta["useful"] for i in ids]))
-            runs[key] = {**metrics, "useful_share": useful, "n_selected": len(ids), "seconds": time.perf_counter() - t0}
+            picked = [pool[pool.index(i)].meta for i in ids]  # ground truth, for measuring only
+            useful = float(np.mean([m["useful"] for m in picked]))
+            tasks = {t: sum(m["task"] == t for m in picked) for t in sorted({m["task"] for m in picked})}
+            runs[key] = {**metrics, "useful_share": useful, "n_selected": len(ids), "tasks": tasks,
+                         "seconds": time.perf_counter() - t0}
             write_json(done_path, runs)
             print(f"{key}: accuracy {metrics['accuracy']:.3f}, useful {useful:.2f} ({runs[key]['seconds']:.0f} s)",
                   flush=True)
 
     acc = {m: np.array([runs[f"{m}-{s}"]["accuracy"] for s in args.seeds]) for m in args.methods}
+    families = sorted(set(subtasks))
 
     def p(a, b):
         return float(ttest_rel(acc[a], acc[b]).pvalue) if len(args.seeds) > 1 and a in acc and b in acc else None
@@ -106,7 +123,9 @@ def main(argv: list[str] | None = None) -> int:
                       "useful_mean": float(np.mean([runs[f"{m}-{s}"]["useful_share"] for s in args.seeds])),
                       "p_vs_random": p(m, "random") if m != "random" else None,
                       "p_vs_full": p(m, "full") if m != "full" else None,
-                      "p_policy_vs": p("policy", m) if m != "policy" else None, "seeds": len(args.seeds)}
+                      "p_policy_vs": p("policy", m) if m != "policy" else None, "seeds": len(args.seeds),
+                      "target_picks": {t: float(np.mean([runs[f"{m}-{s}"].get("tasks", {}).get(t, 0)
+                                                         for s in args.seeds])) for t in families}}
                   for m, v in acc.items()}
     meta = {"command": "cd /work/main && .venv/bin/python " + shlex.join(["benchmarks/downstream.py", *sys.argv[1:]]),
             "target": "smollm2", "pool": len(pool), "n_val": len(target), "steps": args.steps, "lr": args.lr,
@@ -122,11 +141,14 @@ def main(argv: list[str] | None = None) -> int:
              f"{args.lr}; `full`: one epoch over all {len(pool)} examples) on each method's {args.budget:.0%} of the "
              f"built-in suite (features from `mini`); verifier accuracy of greedy answers on {len(target)} target "
              f"problems, {len(args.seeds)} seeds, paired t-tests over seeds.\n\n"
-             "| method | accuracy | useful share | p vs random | p vs full | p policy vs |\n"
-             "|---|---:|---:|---:|---:|---:|\n")
+             f"`picks per target family`: mean count per seed ({', '.join(families)}; ground truth, for measuring "
+             "only).\n\n"
+             "| method | accuracy | useful share | picks per target family | p vs random | p vs full | p policy vs |\n"
+             "|---|---:|---:|---:|---:|---:|---:|\n")
     for m, d in downstream.items():
         cells = [("" if d[k] is None else f"{d[k]:.2g}") for k in ("p_vs_random", "p_vs_full", "p_policy_vs")]
-        text += (f"| {m} | {d['accuracy_mean']:.3f} +- {d['accuracy_std']:.3f} | {d['useful_mean']:.2f} | "
+        mix = " / ".join(f"{d['target_picks'][t]:.1f}" for t in families)
+        text += (f"| {m} | {d['accuracy_mean']:.3f} +- {d['accuracy_std']:.3f} | {d['useful_mean']:.2f} | {mix} | "
                  + " | ".join(cells) + " |\n")
     md.write_text(text)
     print(text.split("## Downstream")[1])

@@ -124,9 +124,10 @@ def fit_reward(studies: list[dict]) -> dict:
 
 
 # -- 3. policies -----------------------------------------------------------------------------------------------
-def train_policies(triples: list[tuple], weights: dict, budget: float, seed: int, out: Path) -> dict[str, Path]:
+def train_policies(triples: list[tuple], weights: dict | None, budget: float, seed: int, out: Path,
+                   only: tuple[str, ...] | None = None) -> dict[str, Path]:
     """The default policy as the documented command trains it (agent seed ``seed``), its lever variants, and the
-    cluster baselines."""
+    cluster baselines (``only``: just these)."""
     settings = {k: v for k, v in policy_config().items() if k != "training_pools"}
     base = {**settings, "budget": budget, "progress_bar": False, "eval_freq": 0, "seed": seed}
     largest = max(range(len(triples)), key=lambda i: len(triples[i][0]))
@@ -140,6 +141,8 @@ def train_policies(triples: list[tuple], weights: dict, budget: float, seed: int
     }
     paths = {}
     for name, (kwargs, pools) in variants.items():
+        if only is not None and name not in only:
+            continue
         path = out / f"{name}-s{seed}.zip"
         if not path.exists():
             started = time.perf_counter()
@@ -150,6 +153,8 @@ def train_policies(triples: list[tuple], weights: dict, budget: float, seed: int
     train, val, _ = triples[largest]
     for name, env_id, algo in (("feature_select", "selectgym/FeatureSelect-v0", "ppo"),
                                ("cluster_select", "selectgym/ClusterSelect-v0", "maskable_ppo")):
+        if only is not None and name not in only:
+            continue
         path = out / f"{name}-s{seed}.zip"
         if not path.exists():
             train_agent(AgentConfig(env_id=env_id, algo=algo, timesteps=10_000, budget=budget, eval_freq=0,
@@ -159,17 +164,30 @@ def train_policies(triples: list[tuple], weights: dict, budget: float, seed: int
 
 
 # -- 4. scoring ------------------------------------------------------------------------------------------------
-def pick(method: str, train, val, budget: float, seed: int, paths: dict[str, Path]) -> list[int]:
-    """Rows ``method`` selects (policies are applied like ``selectgym select --policy``)."""
+def pick(method: str, train, val, budget: float, seed: int, paths: dict[str, Path],
+         subtasks: list[str] | None = None) -> list[int]:
+    """Rows ``method`` selects (policies are applied like ``selectgym select --policy``). A ``_balanced`` method
+    shares the budget among the target's subtasks (``subtasks``: one label per row of ``val``)."""
     k = resolve_budget(budget, len(train))
     rng = np.random.default_rng(seed)
+    balanced = method.endswith("_balanced")
+    method = method.removesuffix("_balanced")
+    if balanced and subtasks is None:
+        raise ValueError(f"{method}_balanced needs the target's subtask labels")
     if method in paths:
-        sel = apply_policy(paths[method], budget=budget, seed=seed, table=train, val_table=val)
+        sel = apply_policy(paths[method], budget=budget, seed=seed, table=train, val_table=val,
+                           subtasks=subtasks if balanced else None)
         index = {i: n for n, i in enumerate(train.ids)}
         return [index[i] for i in sel.ids]
     if method == "random":
         return list(rng.choice(len(train), k, replace=False))
     gradient = "sgd" if method.startswith("less_sgd") else "adam"
+    if balanced:
+        if method not in ("less", "less_sgd"):
+            raise ValueError(f"no balanced form of {method}")
+        sel = get_selector("less", gradient_type=gradient, subtasks=subtasks, balance=True).select(train, val, k, seed)
+        index = {i: n for n, i in enumerate(train.ids)}
+        return [index[i] for i in sel.ids]
     if method.startswith("less"):
         score = get_selector("less", gradient_type=gradient).score(train, val, rng)
         if method.endswith("minus_loss"):

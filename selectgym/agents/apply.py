@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from selectgym.proxies.pipeline import compute_features, load_features
 from selectgym.proxies.provenance import check_unchanged
 from selectgym.proxies.table import FeatureTable
 from selectgym.selectors.base import Selection
+from selectgym.selectors.coverage import nearest_subtask, next_subtask, subtask_affinity, subtask_quotas
 from selectgym.utils import cache_dir, stable_hash
 
 log = logging.getLogger(__name__)
@@ -64,19 +66,28 @@ def policy_features(policy_path: str | Path, pool_path: str | Path | None, val_p
 
 
 def rollout(policy: SavedPolicy, table: FeatureTable, val_table: FeatureTable | None, budget: float | int,
-            seed: int = 0) -> tuple[np.ndarray, list[int]]:
+            seed: int = 0, subtasks: Sequence[str] | None = None) -> tuple[np.ndarray, list[int]]:
     """Roll the policy out greedily (best open cluster each step): table rows in selection order, clusters chosen.
 
     An ExampleSelect policy is not limited to its training chunk: its scorer rates every open example of the
-    pool at each step and the best is taken (no clusters to report)."""
+    pool at each step and the best is taken (no clusters to report). With ``subtasks`` (one label per
+    validation row) each step takes from the target subtask furthest behind its share of the budget, among
+    the examples nearest that subtask (``selectgym.selectors.coverage``)."""
     env = policy.make_env(table, val_table, budget)
     obs, _ = env.reset(seed=seed)
     if isinstance(env, ExampleSelectEnv):  # the shared scorer rates every open example each step
         scorer = policy.model.policy
+        balance = _Balance(policy, table, val_table, subtasks, env.budget) if subtasks is not None else None
         while len(env.taken) < env.budget:
-            rows = np.flatnonzero(env.open)
-            env.take(int(rows[np.argmax(scorer.score(env.candidate_matrix(rows)))]))
+            rows = np.flatnonzero(env.open) if balance is None else balance.rows(env.open)
+            row = int(rows[np.argmax(scorer.score(env.candidate_matrix(rows)))])
+            env.take(row)
+            if balance is not None:
+                balance.took(row)
         return env.selected_rows(), []
+    if subtasks is not None:
+        raise SelectgymError(f"subtask balance needs a policy that picks single examples (ExampleSelect); "
+                             f"{policy.path.name} picks clusters")
     slots, terminated = [], False
     while not terminated:
         obs, _, terminated, _, info = env.step(policy.act(obs, env.action_masks()))
@@ -84,25 +95,51 @@ def rollout(policy: SavedPolicy, table: FeatureTable, val_table: FeatureTable | 
     return env.selected_rows(), slots
 
 
+class _Balance:
+    """Which rows a balanced rollout may take from next: those nearest the subtask furthest behind its quota."""
+
+    def __init__(self, policy: SavedPolicy, table: FeatureTable, val_table: FeatureTable | None,
+                 subtasks: Sequence[str], budget: int) -> None:
+        if val_table is None:
+            raise SelectgymError("subtask balance needs the target's features: pass --val FILE")
+        kwargs = policy.sidecar["env_kwargs"]
+        affinity, names = subtask_affinity(table, val_table, subtasks, kwargs.get("train_grad", "grad"),
+                                           kwargs.get("val_grad", "grad"))
+        self.nearest = nearest_subtask(affinity)
+        self.quotas = subtask_quotas(list(subtasks), names, budget)
+        self.taken = np.zeros(len(names))
+
+    def rows(self, open_rows: np.ndarray) -> np.ndarray:
+        available = np.array([(open_rows & (self.nearest == s)).any() for s in range(len(self.quotas))])
+        s = next_subtask(self.taken, self.quotas, available)
+        return np.flatnonzero(open_rows if s is None else open_rows & (self.nearest == s))
+
+    def took(self, row: int) -> None:
+        self.taken[self.nearest[row]] += 1
+
+
 def apply_policy(policy_path: str | Path, pool_path: str | Path | None = None, *, budget: float | int, seed: int = 0,
                  val_path: str | Path | None = None, features_dir: str | Path | None = None,
                  table: FeatureTable | None = None, val_table: FeatureTable | None = None,
-                 pool_check: str | Path | None = None, features_out: str | Path | None = None) -> Selection:
+                 pool_check: str | Path | None = None, features_out: str | Path | None = None,
+                 subtasks: Sequence[str] | None = None) -> Selection:
     """Select ``budget`` examples of a pool with a saved policy; ids come back in selection order.
 
     Features come from ``table``/``val_table`` if given, else from the store in ``features_dir`` (read as it is),
     else they are computed for ``pool_path`` (and ``val_path``) with the feature config recorded with the policy,
     into ``features_out`` or the cache. Scores count down from ``k`` (first pick) to 1; ``info`` lists the
-    clusters chosen step by step and, for features read or computed here, where they are.
+    clusters chosen step by step and, for features read or computed here, where they are. ``subtasks``: one
+    label per validation row, to share the budget among the target's subtasks (``rollout``).
     """
     policy = load_policy(policy_path)
     source = None
     if table is None:
         table, val_table, source = features_for(policy, pool_path, val_path, features_dir, pool_check, features_out)
-    rows, slots = rollout(policy, table, val_table, budget, seed)
+    rows, slots = rollout(policy, table, val_table, budget, seed, subtasks)
     k = len(rows)
     info: dict[str, Any] = {"policy": str(policy.path), "algorithm": policy.sidecar["algorithm"],
-                            "env_id": policy.sidecar["env_id"], "clusters": slots, "seed": seed}
+                            "env_id": policy.sidecar["env_id"], "clusters": slots, "seed": seed,
+                            "subtask_balance": subtasks is not None}
     if source is not None:
         info["features"] = source
     return Selection([table.ids[i] for i in rows], np.arange(k, 0, -1, dtype=np.float64), "policy", None, info)

@@ -45,6 +45,10 @@ class SelectConfig:
     seed: int = field(default=0, metadata={"help": "seed for ties, rounds and random draws"})
     option: list[str] = field(default_factory=list, metadata={
         "repeatable": True, "help": "selector options KEY=VALUE, e.g. gradient_type=sgd or mode=accgreedy"})
+    balance_subtasks: str | None = field(default=None, metadata={
+        "help": "share the budget among the target's subtasks, named by this field of each target example (top "
+                "level or under meta, e.g. task), in proportion to their share of the target set; with --policy "
+                "or --method less/nice"})
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -75,6 +79,16 @@ def load_features(path: str | Path):
     return store.table("train"), val, dict(store.meta)
 
 
+def _subtasks(val_path: str | None, field_name: str) -> list[str]:
+    """One subtask label per target example, read from ``field_name`` of the target file."""
+    from selectgym.data import load_pool
+    from selectgym.selectors.coverage import subtask_labels
+
+    if not val_path:
+        raise SelectgymError("--balance-subtasks needs the target examples: pass --val FILE")
+    return subtask_labels(load_pool(val_path), field_name)
+
+
 def _select_with_method(args: argparse.Namespace):
     from selectgym.proxies.provenance import check_unchanged
     from selectgym.selectors import get_selector
@@ -83,8 +97,14 @@ def _select_with_method(args: argparse.Namespace):
         raise SelectgymError("--method policy needs the policy file: use --policy FILE.zip instead of --method")
     if not args.features:
         raise SelectgymError("--method needs --features DIR (a folder written by `selectgym features`)")
-    selector = get_selector(args.method, **parse_options(args.option))
+    options = parse_options(args.option)
     train, val, meta = load_features(args.features)
+    if args.balance_subtasks:
+        if args.method not in ("less", "nice"):
+            raise SelectgymError(f"--balance-subtasks works with --method less or nice and with --policy, not "
+                                 f"{args.method}")
+        options.update(balance=True, subtasks=_subtasks(args.val or meta.get("val_path"), args.balance_subtasks))
+    selector = get_selector(args.method, **options)
     pool_path = args.pool or meta.get("pool_path")
     if not pool_path:
         raise SelectgymError(f"{args.features} does not record its pool file; pass --pool FILE")
@@ -114,7 +134,11 @@ def _select_with_policy(args: argparse.Namespace):
         pool_path = pool_path or FeatureStore.open(args.features).meta.get("pool_path")
         if not pool_path:
             raise SelectgymError(f"{args.features} does not record its pool file; pass --pool FILE")
-    selector = get_selector("policy", policy_path=args.policy)
+    subtasks = None
+    if args.balance_subtasks:
+        val_path = args.val or (FeatureStore.open(args.features).meta.get("val_path") if args.features else None)
+        subtasks = _subtasks(val_path, args.balance_subtasks)
+    selector = get_selector("policy", policy_path=args.policy, subtasks=subtasks)
     train, val, source = policy_features(args.policy, None if args.features else args.pool, args.val, args.features,
                                          pool_path)
     if source.get("cached"):

@@ -20,9 +20,20 @@ from typing import ClassVar
 
 import numpy as np
 
+from selectgym.budget import resolve_budget
 from selectgym.errors import SelectgymError
 from selectgym.proxies.table import FeatureTable
-from selectgym.selectors.base import NonFiniteRows, Selector, blockwise_scores, check_flag, read_target, unit_rows
+from selectgym.selectors.base import (
+    EXCLUDED,
+    NonFiniteRows,
+    Selection,
+    Selector,
+    blockwise_scores,
+    check_flag,
+    read_target,
+    unit_rows,
+)
+from selectgym.selectors.coverage import balanced_order, nearest_subtask, subtask_affinity, subtask_quotas
 
 GRADIENT_TYPES = {"adam": "grad_adam", "sgd": "grad"}
 
@@ -92,12 +103,15 @@ class LessSelector(Selector):
     Options: ``gradient_type`` ``adam`` (default, reads ``grad_adam``) or ``sgd`` (raw ``grad``);
     ``subtasks``: one label per validation row (default: ``val.meta["subtasks"]``, else one task);
     ``skip_nonfinite``: leave rows with NaN or inf gradients out (training rows never selected, validation
-    rows dropped) with a warning that counts them, instead of stopping with an error.
+    rows dropped) with a warning that counts them, instead of stopping with an error; ``balance``: share the
+    budget among the subtasks in proportion to their share of the target set, each filled from the examples
+    nearest it (``selectgym.selectors.coverage``), so one subtask cannot take every pick.
     """
 
     gradient_type: str = "adam"
     subtasks: Sequence[str] | None = None
     skip_nonfinite: bool = False
+    balance: bool = False
 
     name: ClassVar[str] = "less"
     val_feature: ClassVar[str] = "grad"
@@ -107,8 +121,27 @@ class LessSelector(Selector):
             raise SelectgymError(f"gradient_type must be one of {', '.join(GRADIENT_TYPES)}, "
                                  f"got {self.gradient_type!r}")
         check_flag(self.name, "skip_nonfinite", self.skip_nonfinite)
+        check_flag(self.name, "balance", self.balance)
 
     def score(self, train: FeatureTable, val: FeatureTable | None, rng: np.random.Generator) -> np.ndarray:
         val = self.require_val(val)
         return gradient_match_scores(train, val, GRADIENT_TYPES[self.gradient_type], self.val_feature, self.subtasks,
                                      self.name, self.skip_nonfinite)
+
+    def select(self, train: FeatureTable, val: FeatureTable | None, budget: float | int, seed: int) -> Selection:
+        if not self.balance:
+            return super().select(train, val, budget, seed)
+        val = self.require_val(val)
+        labels = self.subtasks if self.subtasks is not None else val.meta.get("subtasks")
+        if labels is None:
+            raise SelectgymError(f"{self.name} balance needs one subtask label per validation row: pass subtasks "
+                                 "(or record meta['subtasks'] in the validation features)")
+        k = resolve_budget(budget, len(train))
+        scores = self.check_scores(self.score(train, val, np.random.default_rng(seed)), len(train))
+        affinity, names = subtask_affinity(train, val, labels, GRADIENT_TYPES[self.gradient_type], self.val_feature)
+        order = balanced_order(scores, nearest_subtask(affinity), subtask_quotas(list(labels), names, k))
+        order = order[scores[order] != EXCLUDED][:k]
+        if len(order) < k:
+            raise SelectgymError(f"asked for {k} examples but only {len(order)} are left after skipping rows with "
+                                 "NaN or inf features; lower the budget or recompute those features")
+        return Selection([train.ids[i] for i in order], scores[order], self.name, scores, {"subtask_balance": True})

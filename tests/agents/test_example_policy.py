@@ -12,6 +12,7 @@ from selectgym.agents.example_policy import CandidateScorerPolicy
 from selectgym.agents.policy_file import load_policy
 from selectgym.envs.summaries import example_matrix
 from selectgym.errors import SelectgymError
+from selectgym.proxies.table import FeatureTable
 from tests.envs.synthetic import synthetic_tables
 
 QUICK = {"env_id": "selectgym/ExampleSelect-v0", "budget": 12, "chunk": 8, "n_envs": 4, "n_steps": 64,
@@ -67,3 +68,24 @@ def test_sidecar_records_the_candidate_schema_and_checks_features(example_policy
 def test_example_select_needs_an_actor_critic():
     with pytest.raises(SelectgymError, match="ppo or a2c"):
         AgentConfig(env_id="selectgym/ExampleSelect-v0", algo="dqn")
+
+
+def test_subtask_balance_gives_a_second_subtask_its_share_of_the_picks(example_policy):
+    path, _ = example_policy
+    train, val = synthetic_tables(seed=7, best=2, per_group=50, prefix="n")
+    grads = np.asarray(train.get("grad"))
+    other = grads[200:250].mean(axis=0)  # group 4's direction: a second target subtask
+    rows = np.concatenate([np.asarray(val.get("grad")), other + np.random.default_rng(0).normal(size=(2, 16)) * 0.05])
+    val2 = FeatureTable([f"val{j}" for j in range(8)], {"grad": rows.astype(np.float32)})
+    labels = ["a"] * 6 + ["b"] * 2  # quotas at 20 picks: 15 and 5
+    plain = apply_policy(path, budget=20, table=train, val_table=val2, seed=0)
+    balanced = apply_policy(path, budget=20, table=train, val_table=val2, seed=0, subtasks=labels)
+
+    def in_b(sel):
+        return sum(200 <= train.ids.index(i) < 250 for i in sel.ids)
+
+    assert in_b(balanced) == 5 and in_b(plain) < 5
+    assert sum(100 <= train.ids.index(i) < 150 for i in balanced.ids) >= 12  # the rest still from the best group
+    assert balanced.info["subtask_balance"] and not plain.info["subtask_balance"]
+    with pytest.raises(SelectgymError, match="validation rows"):
+        apply_policy(path, budget=20, table=train, val_table=val2, seed=0, subtasks=labels[:-1])

@@ -195,3 +195,30 @@ def test_a_policy_reads_a_given_store_without_rewriting_it(features, suite_dir, 
     train, val, source = features_for(None, suite_dir / "sft.jsonl", None, folder, suite_dir / "sft.jsonl")
     assert train.ids == pool.ids and val is not None and source["computed"] is False
     assert {p: p.stat().st_mtime_ns for p in folder.rglob("*")} == before
+
+
+def test_balance_subtasks_shares_the_budget_among_the_target_tasks(labelled, suite_dir, tmp_path, capsys):
+    pool, _, train, _ = labelled  # "sum" points where the useful examples do, "other" along an axis none favours
+    folder = write_store(tmp_path / "feats", suite_dir / "sft.jsonl", train,
+                         FeatureTable([f"v{j}" for j in range(4)],
+                                      {"grad": np.array([[1.0, 0, 0, 0]] * 3 + [[0, 0, 1.0, 0]])}))
+    val = tmp_path / "val.jsonl"
+    val.write_text("".join(json.dumps({"id": f"v{j}", "question": "1+1?", "answer": "2", "task": t}) + "\n"
+                           for j, t in enumerate(["sum"] * 3 + ["other"])))
+    plain, balanced = tmp_path / "plain.jsonl", tmp_path / "balanced.jsonl"
+    base = ["select", "--method", "less", "--features", str(folder), "--budget", "10", "--val", str(val)]
+    assert main([*base, "--out", str(plain)]) == 0
+    assert main([*base, "--out", str(balanced), "--balance-subtasks", "task"]) == 0
+    by_id = {ex.id: ex for ex in pool}
+
+    def useful_count(path):
+        return sum(by_id[json.loads(line)["id"]].meta["useful"] for line in path.read_text().splitlines())
+
+    assert useful_count(plain) == 10
+    assert 7 <= useful_count(balanced) <= 8  # "other" has a quarter of the target: 2 of the 10 picks
+    capsys.readouterr()
+    assert main([*base[:2], "dpo_gap", *base[3:], "--balance-subtasks", "task", "--out", str(plain)]) == 2
+    assert "--balance-subtasks works with --method less or nice" in capsys.readouterr().err
+    assert main([*base, "--balance-subtasks", "family", "--out", str(plain)]) == 2
+    err = capsys.readouterr().err
+    assert "has no 'family'" in err and len(err.strip().splitlines()) == 1
