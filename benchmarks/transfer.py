@@ -267,6 +267,8 @@ def main(argv: list[str] | None = None) -> int:
     report["load_note"] = load_note(before, load_average())
     out = Path(args.out)
     previous = json.loads(out.with_suffix(".json").read_text()) if out.with_suffix(".json").exists() else {}
+    # pools scored by other benchmarks (other_kind.py's humaneval_mix) stay
+    report["pools"] = {**{k: v for k, v in previous.get("pools", {}).items() if "command" in v}, **report["pools"]}
     write_json(out.with_suffix(".json"), {**previous, **report})
     write_markdown(out.with_suffix(".md"), {**previous, **report})
     print(out.with_suffix(".md").read_text())
@@ -283,6 +285,8 @@ def write_markdown(path: Path, report: dict) -> None:
              f"from {', '.join(report['held_out_families'])}.", "",
              "| pool | held out | " + " | ".join(METHODS) + " |", "|---|---|" + "---:|" * len(METHODS)]
     for name, pool in report["pools"].items():
+        if "command" in pool:  # scored by another benchmark, with its own results file
+            continue
         cells = [f"{pool['methods'][m]['useful_mean']:.2f} +- {pool['methods'][m]['useful_std']:.2f}"
                  for m in METHODS]
         lines.append(f"| {name} ({', '.join(pool['target'])}) | {'yes' if pool['held_out'] else 'no'} | "
