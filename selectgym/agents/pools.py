@@ -77,22 +77,44 @@ class TrainingPools:
         return FeatureConfig(model=self.proxy, features=POOL_FEATURES[kind], proj_dim=self.proj_dim, seed=0)
 
 
+#: how the target set is halved; a cached pool built with another split is rebuilt
+SPLIT = "alternate-within-task"
+
+
+def split_target(rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The target rows in two halves, alternating within each task (``meta.task``), so both halves hold every
+    target family in the same proportion (the suite writes its validation file sorted by family: a cut in the
+    middle would give one family to the features and the other to the reward)."""
+    seen: dict[Any, int] = {}
+    halves: tuple[list, list] = ([], [])
+    for row in rows:
+        task = (row.get("meta") or {}).get("task", row.get("task"))
+        halves[seen.get(task, 0) % 2].append(row)
+        seen[task] = seen.get(task, 0) + 1
+    return halves
+
+
 def build_pool(suite: SuiteConfig, folder: Path, features: TrainingPools) -> tuple[FeatureTable, FeatureTable,
                                                                                     FeatureTable]:
     """Draw one pool into ``folder`` and compute its features: ``(train, val_a table, val_b table)``."""
     folder = Path(folder)
     files = folder / "suite"
-    if not (folder / "done.json").exists():
+    done = folder / "done.json"
+    if done.exists() and json.loads(done.read_text()).get("split") != SPLIT:
+        log.warning("pool in %s was built with an older target split: rebuilding it", folder)
+        done.unlink()
+    if not done.exists():
         make_suite(files, suite)
         rows = [json.loads(line) for line in (files / "validation.jsonl").read_text().splitlines()]
-        write_jsonl(files / "val_a.jsonl", rows[:len(rows) // 2])
-        write_jsonl(files / "val_b.jsonl", rows[len(rows) // 2:])
+        val_a, val_b = split_target(rows)
+        write_jsonl(files / "val_a.jsonl", val_a)
+        write_jsonl(files / "val_b.jsonl", val_b)
         for kind in POOL_FEATURES:
             compute_features(files / f"{kind}.jsonl", files / "val_a.jsonl", features.feature_config(kind),
                              folder / "features" / kind, progress=False)
         compute_features(files / "sft.jsonl", files / "val_b.jsonl", features.feature_config("sft"),
                          folder / "features" / "sft_valb", progress=False)
-        (folder / "done.json").write_text(json.dumps({"suite": asdict(suite)}, default=str))
+        done.write_text(json.dumps({"suite": asdict(suite), "split": SPLIT}, default=str))
     sft, val_a, _ = load_features(folder / "features" / "sft")
     pref, _, _ = load_features(folder / "features" / "preference")
     _, val_b, _ = load_features(folder / "features" / "sft_valb")
