@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     methods = {m: {"useful_mean": float(np.mean(v)), "useful_std": float(np.std(v, ddof=1)) if len(v) > 1 else 0.0,
                    "seeds": len(v), "p_policy_vs": None if m == "policy" else p("policy", m)}
                for m, v in shares.items()}
-    labels = [r["meta"] for r in load_pool(Path(args.work) / f"s{args.seeds[0]}" / "sft.jsonl")]
+    labels = [r.meta for r in load_pool(Path(args.work) / f"s{args.seeds[0]}" / "sft.jsonl")]
     pool_share = float(np.mean([m["useful"] for m in labels]))
     n_clean = sum(m["useful"] for m in labels)
     n_defective = sum(m["on_target"] and not m["clean"] for m in labels)
