@@ -87,7 +87,8 @@ def main(argv: list[str] | None = None) -> int:
     write_json(out.with_suffix(".json"), report)
     lines = [
         "# A pool of another kind: HumanEval code beside off-target reasoning problems", "",
-        f"Command: `{command}` ({report['seconds']:.0f} s). {report['load_note']}", "",
+        f"Command: `{command}` ({report['seconds']:.0f} s; the pools' features are cached in --work after the "
+        f"first run). {report['load_note']}", "",
         f"Pool: {n_clean} clean and {n_defective} defective HumanEval "
         f"solutions (another problem's, half of one, shuffled) and {args.off_target} clean off-target reasoning-gym "
         f"examples ({pool_share:.0%} useful); target: {args.validation_size} other HumanEval problems. Features from "

@@ -117,13 +117,18 @@ class Length(Feature):
 
 class Embedding(Feature):
     name = "embedding"
-    help = "MiniLM sentence embedding of prompt + response"
+    help = "MiniLM sentence embedding of prompt + response (the target examples' too, to tell their subtasks apart)"
     train_arrays = ("embedding",)
+    val_arrays = ("embedding",)
 
     @classmethod
     def train(cls, proxy, examples, cache):
         return {"embedding": embed_examples(examples, batch_size=proxy.cfg.embedding_batch_size,
                                             device=str(proxy.device))}
+
+    @classmethod
+    def val(cls, proxy, examples, cache):
+        return cls.train(proxy, examples, cache)
 
 
 class DpoGap(Feature):

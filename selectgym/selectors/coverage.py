@@ -7,14 +7,18 @@ them scored below a random pick (``benchmarks/results/transfer.md``). Balancing 
 the budget equal to its share of the target set, filled in the selector's own order from the candidates
 nearest that subtask.
 
-"Nearest" reads gradients only: the cosine of a candidate's gradient with each subtask's mean unit
-validation gradient, z-scored per subtask over the pool (which subtask is this example *unusually* close to;
-raw cosines favour whichever subtask's gradients are most alike). The subtask labels belong to the target
+"Nearest" is the cosine of a candidate's sentence embedding with each subtask's mean unit embedding, z-scored
+per subtask over the pool (which subtask is this example *unusually* close to; raw cosines favour whichever
+subtask's examples are most alike). Embeddings, because a small proxy's gradients may not tell similar
+subtasks apart: on the built-in suite, `mini`'s gradients put basic_arithmetic and chain_sum examples at chance
+between the two, the MiniLM embeddings put all 228 on their own family. Feature stores without the target's
+embeddings (computed before it was stored) fall back to the gradients. The subtask labels belong to the target
 set, which the user defines (LESS's validation subtasks); nothing here reads the pool's ground truth.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 
 import numpy as np
@@ -22,6 +26,8 @@ import numpy as np
 from selectgym.errors import SelectgymError
 from selectgym.proxies.table import FeatureTable
 from selectgym.selectors.base import NonFiniteRows, blockwise_scores, read_target, unit_rows
+
+log = logging.getLogger(__name__)
 
 
 def subtask_labels(val_examples: Sequence, field: str = "task") -> list[str]:
@@ -38,8 +44,13 @@ def subtask_labels(val_examples: Sequence, field: str = "task") -> list[str]:
 
 def subtask_affinity(train: FeatureTable, val: FeatureTable, subtasks: Sequence[str], train_grad: str = "grad",
                      val_grad: str = "grad") -> tuple[np.ndarray, list[str]]:
-    """``(N, S)`` z-scored cosines of every training gradient with each subtask's mean unit validation gradient,
-    and the ``S`` subtask names in first-seen order."""
+    """``(N, S)`` z-scored cosines of every training example's embedding (without target embeddings: gradient)
+    with each subtask's mean unit validation one, and the ``S`` subtask names in first-seen order."""
+    if train.has("embedding") and val.has("embedding"):
+        train_grad = val_grad = "embedding"
+    else:
+        log.warning("subtask balance: no target embeddings in these features (computed before they were stored), "
+                    "so subtasks are told apart by gradients; recompute the features for embeddings")
     labels = [str(s) for s in subtasks]
     if len(labels) != len(val):
         raise SelectgymError(f"{len(labels)} subtask labels for {len(val)} validation rows; give one label per "

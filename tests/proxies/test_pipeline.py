@@ -156,7 +156,7 @@ def test_sft_pool_arrays_and_shapes(sft_features, small_suite):
     assert store.finished_shards("train") == [0, 1, 2]  # 10 examples in shards of 4
     assert train.ids == load_pool(small_suite / "sft.jsonl").ids
     assert train.schema() == {"embedding": [384], "grad": [256], "grad_adam": [256], "length": [], "loss": []}
-    assert val.schema() == {"grad": [256], "pg_grad": [256]} and len(val) == 4
+    assert val.schema() == {"embedding": [384], "grad": [256], "pg_grad": [256]} and len(val) == 4
     for name in ("grad", "grad_adam", "pg_grad"):
         table = val if name == "pg_grad" else train
         assert np.abs(table.get(name)).sum(1).min() > 0

@@ -80,3 +80,13 @@ def test_labels_come_from_the_file_top_level_or_meta():
     assert subtask_labels([top, meta]) == ["sum", "gcd"]
     with pytest.raises(SelectgymError, match="no 'task'"):
         subtask_labels([Example("v2", [], answer="3")])
+
+
+def test_affinity_reads_embeddings_when_the_target_has_them(make_table):
+    # the gradients say nothing (all alike); the embeddings put row 0 with "a" and row 1 with "b"
+    train = make_table(grad=[[1, 0], [1, 0], [1, 0]], embedding=[[1, 0], [0, 1], [1, 1]])
+    val = make_table(grad=[[1, 0], [1, 0]], embedding=[[1, 0], [0, 1]])
+    affinity, _ = subtask_affinity(train, val, ["a", "b"])
+    assert list(nearest_subtask(affinity)[:2]) == [0, 1]
+    flat, _ = subtask_affinity(train, make_table(grad=[[1, 0], [1, 0]]), ["a", "b"])
+    assert not flat.any()  # without target embeddings: gradients, which cannot tell these apart
