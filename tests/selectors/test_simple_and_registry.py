@@ -65,7 +65,8 @@ def test_registry_lists_every_method_and_resolves_lazily():
         assert issubclass(cls, Selector) and cls.name == name
     assert option_names(selector_class("gradalign")) == ["mode", "chunk_size", "q", "batch_size", "iters_per_select",
                                                      "skip_nonfinite"]
-    assert issubclass(selector_class("policy"), Selector) and option_names(selector_class("policy")) == ["policy_path"]
+    assert issubclass(selector_class("policy"), Selector)
+    assert option_names(selector_class("policy")) == ["policy_path", "subtasks"]
 
 
 def test_dotted_paths_find_user_selectors(make_table):
