@@ -174,10 +174,10 @@ def pick(method: str, train, val, budget: float, seed: int, paths: dict[str, Pat
     method = method.removesuffix("_balanced")
     if balanced and subtasks is None:
         raise ValueError(f"{method}_balanced needs the target's subtask labels")
+    index = {i: n for n, i in enumerate(train.ids)}
     if method in paths:
         sel = apply_policy(paths[method], budget=budget, seed=seed, table=train, val_table=val,
                            subtasks=subtasks if balanced else None)
-        index = {i: n for n, i in enumerate(train.ids)}
         return [index[i] for i in sel.ids]
     if method == "random":
         return list(rng.choice(len(train), k, replace=False))
@@ -186,7 +186,6 @@ def pick(method: str, train, val, budget: float, seed: int, paths: dict[str, Pat
         if method not in ("less", "less_sgd"):
             raise ValueError(f"no balanced form of {method}")
         sel = get_selector("less", gradient_type=gradient, subtasks=subtasks, balance=True).select(train, val, k, seed)
-        index = {i: n for n, i in enumerate(train.ids)}
         return [index[i] for i in sel.ids]
     if method.startswith("less"):
         score = get_selector("less", gradient_type=gradient).score(train, val, rng)

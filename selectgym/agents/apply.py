@@ -17,7 +17,7 @@ from selectgym.proxies.pipeline import compute_features, load_features
 from selectgym.proxies.provenance import check_unchanged
 from selectgym.proxies.table import FeatureTable
 from selectgym.selectors.base import Selection
-from selectgym.selectors.coverage import nearest_subtask, next_subtask, subtask_affinity, subtask_quotas
+from selectgym.selectors.coverage import next_subtask, subtask_plan
 from selectgym.utils import cache_dir, stable_hash
 
 log = logging.getLogger(__name__)
@@ -103,11 +103,9 @@ class _Balance:
         if val_table is None:
             raise SelectgymError("subtask balance needs the target's features: pass --val FILE")
         kwargs = policy.sidecar["env_kwargs"]
-        affinity, names = subtask_affinity(table, val_table, subtasks, kwargs.get("train_grad", "grad"),
-                                           kwargs.get("val_grad", "grad"))
-        self.nearest = nearest_subtask(affinity)
-        self.quotas = subtask_quotas(list(subtasks), names, budget)
-        self.taken = np.zeros(len(names))
+        self.nearest, self.quotas = subtask_plan(table, val_table, subtasks, budget, kwargs.get("train_grad", "grad"),
+                                                 kwargs.get("val_grad", "grad"))
+        self.taken = np.zeros(len(self.quotas))
 
     def rows(self, open_rows: np.ndarray) -> np.ndarray:
         available = np.array([(open_rows & (self.nearest == s)).any() for s in range(len(self.quotas))])

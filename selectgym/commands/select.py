@@ -130,14 +130,14 @@ def _select_with_policy(args: argparse.Namespace):
         raise SelectgymError("--policy needs --pool FILE (and --val FILE), the pool to select from, or --features DIR "
                              "computed for it")
     pool_path = args.pool
+    stored = FeatureStore.open(args.features).meta if args.features else {}
     if args.features:  # read the store as it is: never recompute into (or repoint) a folder the user gave
-        pool_path = pool_path or FeatureStore.open(args.features).meta.get("pool_path")
+        pool_path = pool_path or stored.get("pool_path")
         if not pool_path:
             raise SelectgymError(f"{args.features} does not record its pool file; pass --pool FILE")
     subtasks = None
     if args.balance_subtasks:
-        val_path = args.val or (FeatureStore.open(args.features).meta.get("val_path") if args.features else None)
-        subtasks = _subtasks(val_path, args.balance_subtasks)
+        subtasks = _subtasks(args.val or stored.get("val_path"), args.balance_subtasks)
     selector = get_selector("policy", policy_path=args.policy, subtasks=subtasks)
     train, val, source = policy_features(args.policy, None if args.features else args.pool, args.val, args.features,
                                          pool_path)

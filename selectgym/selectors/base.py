@@ -69,6 +69,12 @@ def check_dims(train_shape: tuple, target_shape: tuple, train_name: str = "train
                              "(same proj_dim and seed)")
 
 
+def too_few_left(k: int, left: int) -> SelectgymError:
+    """The error for a budget larger than the rows left after skipping NaN/inf ones."""
+    return SelectgymError(f"asked for {k} examples but only {left} are left after skipping rows with NaN or inf "
+                          f"features; lower the budget or recompute those features")
+
+
 def top_k(scores: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
     """Positions of the ``k`` highest scores, best first; ties broken by a seeded random order.
 
@@ -78,9 +84,7 @@ def top_k(scores: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
     tiebreak = rng.permutation(len(scores))
     order = np.lexsort((tiebreak, -scores))[:k]
     if len(order) and scores[order[-1]] == EXCLUDED:
-        left = int(np.count_nonzero(scores != EXCLUDED))
-        raise SelectgymError(f"asked for {k} examples but only {left} are left after skipping rows with NaN or inf "
-                             f"features; lower the budget or recompute those features")
+        raise too_few_left(k, int(np.count_nonzero(scores != EXCLUDED)))
     return order
 
 

@@ -85,6 +85,13 @@ def subtask_quotas(subtasks: Sequence[str], names: Sequence[str], k: int) -> np.
     return quotas
 
 
+def subtask_plan(train: FeatureTable, val: FeatureTable, subtasks: Sequence[str], k: int, train_grad: str = "grad",
+                 val_grad: str = "grad") -> tuple[np.ndarray, np.ndarray]:
+    """What a balanced selection of ``k`` needs: each row's nearest subtask and each subtask's quota."""
+    affinity, names = subtask_affinity(train, val, subtasks, train_grad, val_grad)
+    return nearest_subtask(affinity), subtask_quotas([str(s) for s in subtasks], names, k)
+
+
 def balanced_order(scores: np.ndarray, nearest: np.ndarray, quotas: np.ndarray) -> np.ndarray:
     """All rows in the order a balanced selection takes them: each subtask in proportion to its quota.
 

@@ -31,9 +31,10 @@ from selectgym.selectors.base import (
     blockwise_scores,
     check_flag,
     read_target,
+    too_few_left,
     unit_rows,
 )
-from selectgym.selectors.coverage import balanced_order, nearest_subtask, subtask_affinity, subtask_quotas
+from selectgym.selectors.coverage import balanced_order, subtask_plan
 
 GRADIENT_TYPES = {"adam": "grad_adam", "sgd": "grad"}
 
@@ -138,10 +139,9 @@ class LessSelector(Selector):
                                  "(or record meta['subtasks'] in the validation features)")
         k = resolve_budget(budget, len(train))
         scores = self.check_scores(self.score(train, val, np.random.default_rng(seed)), len(train))
-        affinity, names = subtask_affinity(train, val, labels, GRADIENT_TYPES[self.gradient_type], self.val_feature)
-        order = balanced_order(scores, nearest_subtask(affinity), subtask_quotas(list(labels), names, k))
+        nearest, quotas = subtask_plan(train, val, labels, k, GRADIENT_TYPES[self.gradient_type], self.val_feature)
+        order = balanced_order(scores, nearest, quotas)
         order = order[scores[order] != EXCLUDED][:k]
         if len(order) < k:
-            raise SelectgymError(f"asked for {k} examples but only {len(order)} are left after skipping rows with "
-                                 "NaN or inf features; lower the budget or recompute those features")
+            raise too_few_left(k, len(order))
         return Selection([train.ids[i] for i in order], scores[order], self.name, scores, {"subtask_balance": True})
