@@ -49,6 +49,12 @@ class BenchConfig:
     ft_lr: float = field(default=1e-3, metadata={"help": "fine-tuning learning rate"})
     ft_batch_size: int = field(default=8, metadata={"help": "fine-tuning batch size"})
     full_epochs: float = field(default=1.0, metadata={"help": "epochs for the full-data baseline"})
+    policy_path: str | None = field(default=None, metadata={
+        "help": "a saved policy for the method 'policy' ('{seed}' is replaced by the seed) instead of training one "
+                "per seed on this pool; its training cost is not charged"})
+    split_target: bool = field(default=False, metadata={
+        "help": "align the features with one half of the target set and score on the other (alternating within "
+                "each task), so no selector sees the problems it is scored on"})
 
     def __post_init__(self) -> None:
         if not self.methods or not self.seeds or not self.budgets:

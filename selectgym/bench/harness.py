@@ -5,10 +5,12 @@ method -> for each seed: a learned policy (trained on the features with the fast
 the classic selectors pick a subset -> the target is fine-tuned on it with LoRA SFT -> verifier accuracy
 and validation loss on the target set. ``full`` trains on the whole pool. Feature and agent costs are
 charged to the methods that need them, so the table shows the cost of selection next to training.
+Every run is saved as it ends: started again with the same config and ``out``, the benchmark resumes.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from dataclasses import asdict
@@ -18,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from selectgym.agents.config import AgentConfig
+from selectgym.agents.pools import split_target
 from selectgym.agents.train import train_agent
 from selectgym.bench.config import FEATURE_POOLS, METHOD_NEEDS, BenchConfig
 from selectgym.bench.report import FULL, markdown_table, plot, summarise
@@ -30,7 +33,7 @@ from selectgym.finetune.train import train
 from selectgym.proxies.pipeline import FeatureConfig, compute_features, load_features
 from selectgym.proxies.table import FeatureTable, merge_tables
 from selectgym.selectors import get_selector
-from selectgym.utils import write_json
+from selectgym.utils import write_json, write_jsonl
 
 __all__ = ["Bench", "BenchConfig", "run_bench"]
 
@@ -47,11 +50,21 @@ class Bench:
     # -- data and features ---------------------------------------------------------------------------------
     def pools(self) -> Path:
         if self.cfg.suite_dir:
-            return Path(self.cfg.suite_dir)
-
-        folder = self.out / "suite"
-        make_suite(folder, SuiteConfig(seed=self.cfg.suite_seed, size=self.cfg.suite_size,
-                                       validation_size=self.cfg.validation_size))
+            folder = Path(self.cfg.suite_dir)
+        else:
+            folder = self.out / "suite"
+            make_suite(folder, SuiteConfig(seed=self.cfg.suite_seed, size=self.cfg.suite_size,
+                                           validation_size=self.cfg.validation_size))
+        self._val_select = self._val_eval = folder / "validation.jsonl"
+        if self.cfg.split_target:
+            rows = [json.loads(line) for line in self._val_select.read_text().splitlines() if line.strip()]
+            halves = split_target(rows)
+            if not all(halves):
+                raise SelectgymError(f"split_target needs at least two target problems; {self._val_select} has "
+                                     f"{len(rows)}")
+            self._val_select, self._val_eval = self.out / "target_select.jsonl", self.out / "target_eval.jsonl"
+            for path, half in zip((self._val_select, self._val_eval), halves, strict=True):
+                write_jsonl(path, half)
         return folder
 
     def needed_pools(self) -> list[str]:
@@ -66,8 +79,8 @@ class Bench:
                                 warmup_steps=self.cfg.proxy_warmup_steps, seed=self.cfg.suite_seed,
                                 rollouts=self.cfg.rollouts, max_new_tokens=self.cfg.max_new_tokens)
             start = time.perf_counter()
-            compute_features(suite / f"{kind}.jsonl", suite / "validation.jsonl", cfg, self.out / "features" / kind)
-            self.costs[kind] = time.perf_counter() - start
+            compute_features(suite / f"{kind}.jsonl", self._val_select, cfg, self.out / "features" / kind)
+            self.costs.setdefault(kind, time.perf_counter() - start)  # a resumed run keeps the first cost
             train, val, _ = load_features(self.out / "features" / kind)
             trains.append(train)
             if val is not None:
@@ -84,8 +97,9 @@ class Bench:
         cost = sum(self.costs.get(k, 0.0) for k in METHOD_NEEDS[name])
         start = time.perf_counter()
 
-        if name == "policy":  # trained here, then applied like any selector
-            options = {"policy_path": self.policy(budget, seed, train, val)}
+        if name == "policy":  # a saved one, or trained here; then applied like any selector
+            options = {"policy_path": self.saved_policy(seed) if self.cfg.policy_path else
+                       self.policy(budget, seed, train, val)}
         else:
             options = {"mode": mode} if mode else {}
         sel = get_selector(name, **options).select(train if train is not None else self._id_table(), val, budget,
@@ -104,6 +118,13 @@ class Bench:
             self.costs[f"agent-{budget}-{seed}"] = time.perf_counter() - start
         return path
 
+    def saved_policy(self, seed: int) -> Path:
+        path = Path(self.cfg.policy_path.replace("{seed}", str(seed)))
+        if not path.is_file():
+            raise SelectgymError(f"policy_path {path} (seed {seed}) does not exist: train it with `selectgym "
+                                 "train-agent` or point policy_path at a saved policy")
+        return path
+
     def _id_table(self) -> FeatureTable:
 
         return FeatureTable(load_pool(self._suite / "sft.jsonl").ids)
@@ -112,7 +133,7 @@ class Bench:
     def finetune(self, ids: list[str], seed: int, full: bool) -> dict[str, Any]:
 
         pool = load_pool(self._suite / "sft.jsonl")
-        val = load_pool(self._suite / "validation.jsonl")
+        val = load_pool(self._val_eval)
         cfg = FinetuneConfig(method="sft", model=self.cfg.target, seed=seed, lr=self.cfg.ft_lr,
                              epochs=self.cfg.full_epochs if full else self.cfg.ft_epochs,
                              max_steps=-1 if full else self.cfg.ft_max_steps, batch_size=self.cfg.ft_batch_size,
@@ -125,19 +146,38 @@ class Bench:
         return {**metrics, "train_seconds": seconds, "useful_share": float(np.mean(useful))}
 
     # -- the whole run ----------------------------------------------------------------------------------
+    def resume(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """The runs and failures an earlier start of the same config saved in ``out`` (none on a fresh start)."""
+        path = self.out / "runs.json"
+        if not path.exists():
+            return [], []
+        saved = json.loads(path.read_text())
+        if saved.get("config") != asdict(self.cfg):
+            changed = sorted(k for k, v in asdict(self.cfg).items() if saved.get("config", {}).get(k) != v)
+            raise SelectgymError(f"{self.out} holds a benchmark with other settings ({', '.join(changed)}): use "
+                                 "another --out, or delete that folder to start again")
+        self.costs.update(saved.get("costs", {}))
+        log.info("resuming %s: %d runs done", self.out, len(saved.get("runs", [])))
+        return list(saved.get("runs", [])), list(saved.get("failures", []))
+
     def run(self) -> dict[str, Any]:
         cfg = self.cfg
         self.out.mkdir(parents=True, exist_ok=True)
+        runs, failures = self.resume()
         self._suite = self.pools()
+        if cfg.policy_path and "policy" in cfg.methods:
+            for seed in cfg.seeds:  # a missing file is a setup error: say so before hours of work
+                self.saved_policy(seed)
         train, val = self.features(self._suite)
 
         all_ids = load_pool(self._suite / "sft.jsonl").ids
-        runs: list[dict[str, Any]] = []
-        failures: list[dict[str, Any]] = []
+        done = {(r["method"], r["budget"], r["seed"]) for r in runs + failures}
         for seed in cfg.seeds:
             for method in cfg.methods:
                 budgets = [1.0] if method == FULL else cfg.budgets
                 for budget in budgets:
+                    if (method, budget, seed) in done:
+                        continue
                     if method == FULL:
                         ids, sel_s = list(all_ids), 0.0
                     else:

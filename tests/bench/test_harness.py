@@ -46,3 +46,59 @@ def test_bench_config_errors():
     with pytest.raises(SelectgymError, match="ambiguous"):
         BenchConfig(budgets=[1.0])
     assert BenchConfig(budgets=[5, 0.1]).budgets == [5, 0.1]  # counts and shares, as everywhere
+
+
+def _fake_finetune(calls, die_after=None):
+    """A stand-in for LoRA training: records which runs trained, and can die like a killed process."""
+
+    def finetune(self, ids, seed, full):
+        if die_after is not None and len(calls) == die_after:
+            raise KeyboardInterrupt
+        calls.append((len(ids), seed, full, self._val_eval.name))
+        return {"accuracy": 0.1 * seed, "val_loss": 1.0, "train_seconds": 0.0, "useful_share": 0.5}
+
+    return finetune
+
+
+def test_bench_resumes_after_a_kill_and_refuses_other_settings(tmp_path, monkeypatch):
+    from selectgym.bench.harness import Bench
+
+    cfg = BenchConfig(out=str(tmp_path / "b"), suite_size=40, validation_size=4, methods=["random", "full"],
+                      seeds=[0, 1], budgets=[0.1])
+    calls: list = []
+    monkeypatch.setattr(Bench, "finetune", _fake_finetune(calls, die_after=3))
+    with pytest.raises(KeyboardInterrupt):
+        run_bench(cfg)
+    assert len(json.loads((tmp_path / "b" / "runs.json").read_text())["runs"]) == 3
+    monkeypatch.setattr(Bench, "finetune", _fake_finetune(calls))
+    result = run_bench(cfg)
+    assert len(calls) == 4  # the fourth run only, not all four again
+    assert sorted((r["method"], r["seed"]) for r in result["runs"]) == [("full", 0), ("full", 1), ("random", 0),
+                                                                          ("random", 1)]
+    with pytest.raises(SelectgymError, match=r"other settings \(seeds\)"):
+        run_bench(BenchConfig(**{**cfg.__dict__, "seeds": [0, 1, 2]}))
+
+
+def test_bench_split_target_scores_on_problems_the_selectors_never_saw(tmp_path, monkeypatch):
+    from selectgym.bench.harness import Bench
+
+    cfg = BenchConfig(out=str(tmp_path / "b"), suite_size=40, validation_size=8, methods=["random"], seeds=[0],
+                      budgets=[0.1], split_target=True)
+    calls: list = []
+    monkeypatch.setattr(Bench, "finetune", _fake_finetune(calls))
+    run_bench(cfg)
+    assert calls == [(4, 0, False, "target_eval.jsonl")]
+    picked, scored = (load_pool(tmp_path / "b" / name) for name in ("target_select.jsonl", "target_eval.jsonl"))
+    assert len(picked) == len(scored) == 4 and not set(picked.ids) & set(scored.ids)
+    tasks = sorted({ex.meta["task"] for ex in load_pool(tmp_path / "b" / "suite" / "validation.jsonl")})
+    assert len(tasks) == 2
+    for half in (picked, scored):  # both halves hold every target family
+        assert sorted({ex.meta["task"] for ex in half}) == tasks
+
+
+def test_bench_missing_saved_policy_is_one_clear_error_before_any_work(tmp_path):
+    cfg = BenchConfig(out=str(tmp_path / "b"), suite_size=40, validation_size=4, methods=["policy", "random"],
+                      seeds=[0, 1], policy_path=str(tmp_path / "policy-s{seed}.zip"))
+    with pytest.raises(SelectgymError, match=r"policy-s0.zip \(seed 0\) does not exist"):
+        run_bench(cfg)
+    assert not (tmp_path / "b" / "features").exists()
