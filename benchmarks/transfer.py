@@ -16,8 +16,10 @@ cached under ``--work``, so a rerun or a killed run reuses them).
 3. **Policies**: ``policy`` is the default policy, trained exactly as ``selectgym train-agent --config
    configs/policy_transfer.yaml`` trains it: PPO on ``selectgym/ExampleSelect-v0`` over all training pools,
    the permutation-invariant candidate scorer observing each candidate's alignment (raw and z-scored within
-   the pool) and its redundancy with what is taken, the first-order drop of the ``val_b`` loss as reward.
-   Its levers are measured by variants: ``policy_with_loss`` and ``policy_with_loss_length`` (also observe
+   the pool; the target direction is the mean of the unit ``val_a`` gradients, as in LESS) and its redundancy
+   with what is taken, the first-order drop of the ``val_b`` loss as reward.
+   Its levers are measured by variants: ``policy_mean_alignment`` (the plain mean target gradient as direction),
+   ``policy_with_loss`` and ``policy_with_loss_length`` (also observe
    the proxy's loss, and the length), ``policy_all_features`` (also the DPO gap),
    ``policy_one_pool`` (trained on one pool: no domain randomisation), ``policy_learned`` (the ``learned``
    reward). Baselines: FeatureSelect (PPO) and ClusterSelect (MaskablePPO) trained on one training pool.
@@ -58,7 +60,7 @@ from selectgym.utils import write_json
 
 log = logging.getLogger("transfer")
 REWARD_COLUMNS = ("alignment", "alignment_z", "dpo_gap", "loss", "length")
-POLICIES = ("policy", "policy_with_loss", "policy_with_loss_length", "policy_all_features", "policy_one_pool",
+POLICIES = ("policy", "policy_mean_alignment", "policy_with_loss", "policy_with_loss_length", "policy_all_features", "policy_one_pool",
             "policy_learned")
 METHODS = (*POLICIES, "less", "less_sgd", "less_minus_loss", "less_sgd_minus_loss", "dpo_gap", "random",
            "feature_select", "cluster_select")
@@ -133,6 +135,7 @@ def train_policies(triples: list[tuple], weights: dict | None, budget: float, se
     largest = max(range(len(triples)), key=lambda i: len(triples[i][0]))
     variants = {
         "policy": (base, triples),
+        "policy_mean_alignment": ({**base, "alignment_target": "mean"}, triples),
         "policy_with_loss": ({**base, "observe": ["alignment", "loss"]}, triples),
         "policy_with_loss_length": ({**base, "observe": ["alignment", "loss", "length"]}, triples),
         "policy_all_features": ({**base, "observe": None}, triples),

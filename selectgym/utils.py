@@ -85,6 +85,15 @@ def write_json(path: str | os.PathLike, obj: Any) -> Path:
     return Path(path)
 
 
+def file_digest(path: str | os.PathLike, n: int = 16) -> str:
+    """Hex digest of a file's bytes: tells a replaced file from the one a result was made with."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()[:n]
+
+
 def stable_hash(obj: Any, n: int = 16) -> str:
     """Hex digest of the canonical JSON of ``obj``: same content, same hash, on any machine."""
     blob = json.dumps(obj, sort_keys=True, ensure_ascii=False, default=str).encode("utf-8")

@@ -7,7 +7,7 @@ from typing import Any
 
 from selectgym.budget import DEFAULT_SHARE, check_budget
 from selectgym.envs import CLUSTER_SELECT, EXAMPLE_SELECT, FEATURE_SELECT, REWARDS
-from selectgym.envs.summaries import FEATURES
+from selectgym.envs.summaries import ALIGNMENT_TARGETS, FEATURES
 from selectgym.errors import SelectgymError
 
 #: algorithm name -> (module, class); the whole registry of agents.
@@ -66,6 +66,9 @@ class AgentConfig:
     cluster_seed: int = field(default=0, metadata={"help": "K-means seed"})
     train_grad: str = field(default="grad", metadata={"help": "training gradient array: grad or grad_adam"})
     val_grad: str = field(default="grad", metadata={"help": "validation gradient array: grad or pg_grad"})
+    alignment_target: str = field(default="mean", metadata={
+        "help": f"target direction of the observed alignment ({EXAMPLE_SELECT}): mean (the mean validation "
+                "gradient) or unit_mean (the mean of unit validation gradients, as LESS)"})
     learning_rate: float = field(default=3e-4, metadata={"help": "optimizer learning rate"})
     n_steps: int | None = field(default=None, metadata={
         "help": "rollout steps per env per update (on-policy; default 256 for PPO, 5 for A2C)"})
@@ -119,6 +122,12 @@ class AgentConfig:
         if self.training_pools is not None and self.env_id != EXAMPLE_SELECT:
             raise SelectgymError(f"training_pools draws several pools, which only {EXAMPLE_SELECT} trains over; set "
                                  f"env_id: {EXAMPLE_SELECT}")
+        if self.alignment_target not in ALIGNMENT_TARGETS:
+            raise SelectgymError(f"alignment_target {self.alignment_target!r} is unknown; choose from "
+                                 f"{', '.join(ALIGNMENT_TARGETS)}")
+        if self.alignment_target != "mean" and self.env_id != EXAMPLE_SELECT:
+            raise SelectgymError(f"alignment_target is a setting of {EXAMPLE_SELECT}; set env_id: {EXAMPLE_SELECT} or "
+                                 "leave alignment_target at mean")
         if self.observe is not None and not self.observe:
             raise SelectgymError(f"observe is empty; name features of {', '.join(FEATURES)} or leave it unset")
 
@@ -126,7 +135,8 @@ class AgentConfig:
         """The env settings (everything but the tables, the reward and the clusters)."""
         if self.env_id == EXAMPLE_SELECT:
             return {"budget": self.budget, "chunk": self.chunk, "features": self.observe,
-                    "train_grad": self.train_grad, "val_grad": self.val_grad}
+                    "train_grad": self.train_grad, "val_grad": self.val_grad,
+                    "alignment_target": self.alignment_target}
         kwargs = {"budget": self.budget, "n_clusters": self.n_clusters, "order_by": self.order_by,
                   "features": self.observe, "cluster_seed": self.cluster_seed, "train_grad": self.train_grad,
                   "val_grad": self.val_grad}

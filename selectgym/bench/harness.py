@@ -33,7 +33,7 @@ from selectgym.finetune.train import train
 from selectgym.proxies.pipeline import FeatureConfig, compute_features, load_features
 from selectgym.proxies.table import FeatureTable, merge_tables
 from selectgym.selectors import get_selector
-from selectgym.utils import write_json, write_jsonl
+from selectgym.utils import file_digest, write_json, write_jsonl
 
 __all__ = ["Bench", "BenchConfig", "run_bench"]
 
@@ -100,6 +100,7 @@ class Bench:
         if name == "policy":  # a saved one, or trained here; then applied like any selector
             options = {"policy_path": self.saved_policy(seed) if self.cfg.policy_path else
                        self.policy(budget, seed, train, val)}
+            self.last_policy_digest = file_digest(options["policy_path"])
         else:
             options = {"mode": mode} if mode else {}
         sel = get_selector(name, **options).select(train if train is not None else self._id_table(), val, budget,
@@ -156,9 +157,14 @@ class Bench:
             changed = sorted(k for k, v in asdict(self.cfg).items() if saved.get("config", {}).get(k) != v)
             raise SelectgymError(f"{self.out} holds a benchmark with other settings ({', '.join(changed)}): use "
                                  "another --out, or delete that folder to start again")
+        runs = [r for r in saved.get("runs", []) if r["method"] != "policy" or not self.cfg.policy_path
+                or r.get("policy_digest") == file_digest(self.saved_policy(r["seed"]))]
+        if len(runs) < len(saved.get("runs", [])):
+            log.warning("%d policy runs of %s used another file at policy_path: running them again",
+                        len(saved["runs"]) - len(runs), self.out)
         self.costs.update(saved.get("costs", {}))
         log.info("resuming %s: %d runs done", self.out, len(saved.get("runs", [])))
-        return list(saved.get("runs", [])), list(saved.get("failures", []))
+        return runs, list(saved.get("failures", []))
 
     def run(self) -> dict[str, Any]:
         cfg = self.cfg
@@ -190,6 +196,8 @@ class Bench:
                     metrics = self.finetune(ids, seed, full=method == FULL)
                     run = {"method": method, "budget": budget, "seed": seed, "n_selected": len(ids),
                            "select_seconds": sel_s, **metrics, "ids": ids}
+                    if method == "policy":  # which policy file made it, so a resume notices a replaced one
+                        run["policy_digest"] = self.last_policy_digest
                     log.info("%s budget=%s seed=%d: accuracy %.3f, val loss %.3f", method, budget, seed,
                              run["accuracy"], run["val_loss"])
                     runs.append(run)

@@ -41,9 +41,9 @@ class PoolState:
     """One pool's per-example matrix and unit embeddings, computed once and shared by every env copy."""
 
     def __init__(self, table: FeatureTable, val_table: FeatureTable | None, features: Sequence[str] | None,
-                 train_grad: str, val_grad: str, redundancy_feature: str) -> None:
+                 train_grad: str, val_grad: str, redundancy_feature: str, alignment_target: str = "mean") -> None:
         self.table = table
-        x, self.present, _ = example_matrix(table, val_table, features, train_grad, val_grad)
+        x, self.present, _ = example_matrix(table, val_table, features, train_grad, val_grad, alignment_target)
         self.x = x.astype(np.float32)
         if not table.has(redundancy_feature):
             raise SelectgymError(f"ExampleSelect measures redundancy on {redundancy_feature!r}, which the features "
@@ -94,7 +94,7 @@ class ExampleSelectEnv(gym.Env):
                  chunk: int = 32, features: Sequence[str] | None = None, reward: str | StepReward = "linear",
                  reward_kwargs: dict[str, Any] | None = None, reward_val_table: FeatureTable | None = None,
                  pools: Sequence[tuple] = (), train_grad: str = "grad", val_grad: str = "grad",
-                 redundancy_feature: str = "embedding") -> None:
+                 redundancy_feature: str = "embedding", alignment_target: str = "mean") -> None:
         if chunk < 1:
             raise SelectgymError(f"chunk must be >= 1, got {chunk}")
         triples = [(table, val_table, reward_val_table), *[tuple(p) + (None,) * (3 - len(p)) for p in pools]]
@@ -103,9 +103,9 @@ class ExampleSelectEnv(gym.Env):
         self.states, self.rewards = [], []
         for t, v, rv in triples:
             self.states.append(t.derived(("example_select", tuple(features or ()), train_grad, val_grad,
-                                          redundancy_feature, id(v)),
+                                          redundancy_feature, alignment_target, id(v)),
                                          lambda t=t, v=v: PoolState(t, v, features, train_grad, val_grad,
-                                                                    redundancy_feature)))
+                                                                    redundancy_feature, alignment_target)))
             self.rewards.append(make_reward(reward, t, rv if rv is not None else v, **(reward_kwargs or {})))
             need = resolve_budget(budget, len(t))
             if len(t) < need + 1:

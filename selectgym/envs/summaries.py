@@ -3,7 +3,9 @@
 Every feature is scale-free, so per-cluster summaries mean the same thing on any pool:
 
 =============  =========================================================================================
-``alignment``  cos(train gradient, mean validation gradient), in [-1, 1]
+``alignment``  cos(train gradient, target direction), in [-1, 1]; the target direction is the mean validation
+               gradient (``mean``) or, as in LESS, the mean of the unit validation gradients (``unit_mean``:
+               every target example counts once, however large its gradient)
 ``pass_rate``  share of rollouts the verifier accepted, in [0, 1]
 ``dpo_gap``    DPO implicit reward gap, z-scored over the pool and clipped to [-5, 5]
 ``loss``       SFT loss, z-scored and clipped
@@ -55,16 +57,26 @@ def require_finite(table: FeatureTable, name: str, which: str = "training") -> n
     return values
 
 
+#: how the target direction of ``alignment`` is formed from the validation gradients
+ALIGNMENT_TARGETS = ("mean", "unit_mean")
+
+
 def alignment(table: FeatureTable, val_table: FeatureTable, train_grad: str = "grad",
-              val_grad: str = "grad") -> np.ndarray:
-    """cos(g_i, mean_j g_val_j) for every training example (0 where a gradient is all zeros).
+              val_grad: str = "grad", target: str = "mean") -> np.ndarray:
+    """cos(g_i, t) for every training example (0 where a gradient is all zeros), where t is the mean validation
+    gradient (``target="mean"``) or the mean of the unit validation gradients (``"unit_mean"``, LESS's direction:
+    a few target examples with large gradients do not outweigh the rest).
 
     Read a block at a time in float32; a row or validation row with NaN or inf is an error naming it.
     """
-    from selectgym.selectors.base import NonFiniteRows, blockwise_scores, check_dims, read_target
+    from selectgym.selectors.base import NonFiniteRows, blockwise_scores, check_dims, read_target, unit_rows
 
+    if target not in ALIGNMENT_TARGETS:
+        raise SelectgymError(f"alignment target {target!r} is unknown; choose from {', '.join(ALIGNMENT_TARGETS)}")
     who, hint = "the selection env", "recompute those features"
     (val_rows,), _ = read_target(val_table, [val_grad], who, False, hint=hint)
+    if target == "unit_mean":
+        val_rows = unit_rows(val_rows)
     target = val_rows.mean(axis=0, dtype=np.float64)
     check_dims(np.shape(table.get(train_grad)), (1, *target.shape), f"train {train_grad!r}", f"validation {val_grad!r}")
     norm = float(np.linalg.norm(target))
@@ -105,7 +117,8 @@ def available_features(table: FeatureTable, val_table: FeatureTable | None, trai
 
 
 def feature_matrix(table: FeatureTable, val_table: FeatureTable | None, features: Sequence[str] | None = None,
-                   train_grad: str = "grad", val_grad: str = "grad") -> tuple[np.ndarray, np.ndarray]:
+                   train_grad: str = "grad", val_grad: str = "grad",
+                   alignment_target: str = "mean") -> tuple[np.ndarray, np.ndarray]:
     """``(X, present)``: X is (N, len(observed_columns(features))) float64, present a 0/1 flag per column.
 
     ``features=None`` uses every built-in feature the tables have; a list asks for exactly those, and may name
@@ -126,7 +139,7 @@ def feature_matrix(table: FeatureTable, val_table: FeatureTable | None, features
             continue
         present[j] = 1.0
         if name == "alignment":
-            x[:, j] = alignment(table, val_table, train_grad, val_grad)
+            x[:, j] = alignment(table, val_table, train_grad, val_grad, alignment_target)
         elif name == "pass_rate":
             x[:, j] = np.clip(np.asarray(require_finite(table, "pass_rate"), dtype=np.float64), 0.0, 1.0)
         elif name == "length":
@@ -139,10 +152,11 @@ def feature_matrix(table: FeatureTable, val_table: FeatureTable | None, features
 
 
 def example_matrix(table: FeatureTable, val_table: FeatureTable | None, features: Sequence[str] | None = None,
-                   train_grad: str = "grad", val_grad: str = "grad") -> tuple[np.ndarray, np.ndarray, list[str]]:
+                   train_grad: str = "grad", val_grad: str = "grad",
+                   alignment_target: str = "mean") -> tuple[np.ndarray, np.ndarray, list[str]]:
     """``(X, present, columns)``: ``feature_matrix`` plus ``alignment_z``, the alignment z-scored within the pool
     (the raw cosine's scale differs between pools and proxies; its rank within the pool does not)."""
-    x, present = feature_matrix(table, val_table, features, train_grad, val_grad)
+    x, present = feature_matrix(table, val_table, features, train_grad, val_grad, alignment_target)
     columns = observed_columns(features)
     x = np.concatenate([x, _zscore(x[:, columns.index("alignment")])[:, None]], axis=1)
     return x, present, [*columns, "alignment_z"]

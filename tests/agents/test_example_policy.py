@@ -89,3 +89,20 @@ def test_subtask_balance_gives_a_second_subtask_its_share_of_the_picks(example_p
     assert balanced.info["subtask_balance"] and not plain.info["subtask_balance"]
     with pytest.raises(SelectgymError, match="validation rows"):
         apply_policy(path, budget=20, table=train, val_table=val2, seed=0, subtasks=labels[:-1])
+
+
+def test_alignment_target_reaches_the_observation_and_the_saved_policy(example_policy):
+    import gymnasium as gym
+
+    from selectgym.envs.summaries import alignment
+
+    train, val = synthetic_tables(seed=4)
+    val = FeatureTable(val.ids, {"grad": np.asarray(val.get("grad")) * np.linspace(1, 20, len(val))[:, None]})
+    for target in ("mean", "unit_mean"):
+        env = gym.make("selectgym/ExampleSelect-v0", table=train, val_table=val, budget=12, chunk=8,
+                       alignment_target=target).unwrapped
+        column = env.columns.index("alignment")
+        np.testing.assert_allclose(env.state.x[:, column], alignment(train, val, target=target), rtol=1e-5, atol=1e-6)
+    assert not np.allclose(alignment(train, val), alignment(train, val, target="unit_mean"))
+    path, _ = example_policy
+    assert load_policy(path).sidecar["env_kwargs"]["alignment_target"] == "mean"

@@ -88,6 +88,8 @@ def test_eval_and_checkpoints_are_written(tables, tmp_path):
     ({"reward": "gold"}, "reward 'gold' is unknown"),
     ({"gamma": 0.0}, r"gamma must lie in \(0, 1\]"),
     ({"observe": []}, r"observe is empty"),
+    ({"alignment_target": "median"}, r"alignment_target 'median' is unknown"),
+    ({"alignment_target": "unit_mean"}, r"alignment_target is a setting of selectgym/ExampleSelect-v0"),
 ])
 def test_config_checks(kwargs, message):
     with pytest.raises(SelectgymError, match=message):

@@ -102,3 +102,21 @@ def test_bench_missing_saved_policy_is_one_clear_error_before_any_work(tmp_path)
     with pytest.raises(SelectgymError, match=r"policy-s0.zip \(seed 0\) does not exist"):
         run_bench(cfg)
     assert not (tmp_path / "b" / "features").exists()
+
+
+def test_resume_runs_a_replaced_saved_policy_again(tmp_path):
+    from dataclasses import asdict
+
+    from selectgym.bench.harness import Bench
+    from selectgym.utils import file_digest, write_json
+
+    policy = tmp_path / "policy-s0.zip"
+    policy.write_bytes(b"first policy")
+    cfg = BenchConfig(out=str(tmp_path / "b"), methods=["policy", "random"], seeds=[0],
+                      policy_path=str(tmp_path / "policy-s{seed}.zip"))
+    runs = [{"method": "policy", "budget": 0.05, "seed": 0, "policy_digest": file_digest(policy)},
+            {"method": "random", "budget": 0.05, "seed": 0}]
+    write_json(tmp_path / "b" / "runs.json", {"config": asdict(cfg), "runs": runs, "costs": {}, "failures": []})
+    assert [r["method"] for r in Bench(cfg).resume()[0]] == ["policy", "random"]
+    policy.write_bytes(b"retrained policy")
+    assert [r["method"] for r in Bench(cfg).resume()[0]] == ["random"]

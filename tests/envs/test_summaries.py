@@ -16,6 +16,18 @@ def test_alignment_by_hand():
     np.testing.assert_allclose(alignment(train, val), [0.6, 0.0, -1.0])
 
 
+def test_alignment_unit_mean_target_by_hand():
+    # one target example with a 10x larger gradient: it sets the mean's direction, not LESS's unit mean
+    train = FeatureTable(["a", "b"], {"grad": np.array([[0.0, 1.0], [1.0, 0.0]])})
+    val = FeatureTable(["v", "w"], {"grad": np.array([[10.0, 0.0], [0.0, 1.0]])})
+    np.testing.assert_allclose(alignment(train, val), [0.5 / np.hypot(5.0, 0.5), 5.0 / np.hypot(5.0, 0.5)])
+    np.testing.assert_allclose(alignment(train, val, target="unit_mean"), [np.sqrt(0.5), np.sqrt(0.5)])
+    x, _ = feature_matrix(train, val, ["alignment"], alignment_target="unit_mean")
+    np.testing.assert_allclose(x[:, FEATURES.index("alignment")], [np.sqrt(0.5), np.sqrt(0.5)])
+    with pytest.raises(SelectgymError, match="alignment target 'median' is unknown"):
+        alignment(train, val, target="median")
+
+
 def test_feature_matrix_scales_and_flags():
     train = FeatureTable(["a", "b", "c", "d"], {"loss": np.array([1.0, 2.0, 3.0, 4.0]),
                                                 "length": np.array([9.0, 9.0, 9.0, 9.0])})
