@@ -1,0 +1,127 @@
+"""The headline: SmolLM2 fine-tuned on 5% of a 1,000-example pool, picked by every method, against full data.
+
+Run: ``.venv/bin/python benchmarks/headline.py`` (about two hours on 2 CPU cores; both benchmarks resume where
+a killed run stopped). It runs ``configs/bench_headline.yaml`` (features from ``mini``; the default transfer
+policy, LESS, NICE, GradAlign sim, the DPO gap, random and full data) and then
+``configs/bench_headline_smollm2_proxy.yaml`` (LESS on SmolLM2's own gradients, the same pool, target halves and
+seeds, so its runs pair with the first benchmark's random and full-data runs). ``--skip-smollm2-proxy`` leaves
+the second out. Writes ``benchmarks/results/headline.{json,md}`` and the first benchmark's two plots beside them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import shlex
+import shutil
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+import yaml
+from machine_load import load_average, load_note
+
+from selectgym.bench.config import BenchConfig
+from selectgym.bench.harness import run_bench
+from selectgym.bench.report import paired_test, summarise
+from selectgym.data.suite import SuiteConfig
+from selectgym.utils import write_json
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIGS = {"mini": ROOT / "configs" / "bench_headline.yaml",
+           "smollm2": ROOT / "configs" / "bench_headline_smollm2_proxy.yaml"}
+RESULTS = Path(__file__).parent / "results"
+
+
+def config(path: Path) -> BenchConfig:
+    return BenchConfig(**yaml.safe_load(Path(path).read_text()))
+
+
+def cell(x: float, digits: int = 3) -> str:
+    return "n/a" if x != x else f"{x:.{digits}f}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--skip-smollm2-proxy", action="store_true", help="run only the mini-proxy benchmark")
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    before, started = load_average(), time.perf_counter()
+    results = {name: run_bench(config(path)) for name, path in CONFIGS.items()
+               if not (name == "smollm2" and args.skip_smollm2_proxy)}
+    main_runs = results["mini"]["runs"]
+    cfg = results["mini"]["config"]
+    rows = [{**r, "proxy": "mini"} for r in summarise(main_runs)]
+    if "smollm2" in results:  # pair SmolLM2-as-proxy runs with the mini benchmark's random and full runs by seed
+        baselines = [r for r in main_runs if r["method"] in ("random", "full")]
+        for row in summarise(results["smollm2"]["runs"] + baselines):
+            if row["method"] not in ("random", "full"):
+                rows.append({**row, "method": f"{row['method']} (SmolLM2 proxy)", "proxy": "smollm2"})
+    suite = SuiteConfig(seed=cfg["suite_seed"], size=cfg["suite_size"], validation_size=cfg["validation_size"])
+    n_val = cfg["validation_size"] // 2 if cfg["split_target"] else cfg["validation_size"]
+    report = {
+        "command": "cd /work/main && .venv/bin/python " + shlex.join(["benchmarks/headline.py", *sys.argv[1:]]),
+        "environment": f"Python {platform.python_version()}, torch {torch.__version__} ({args.threads} threads)",
+        "configs": {name: asdict(config(path)) for name, path in CONFIGS.items() if name in results},
+        "summary": rows, "costs": {name: r["costs"] for name, r in results.items()},
+        "runs": {name: [{k: v for k, v in run.items() if k != "ids"} for run in r["runs"]]
+                 for name, r in results.items()},
+        "failures": {name: r["failures"] for name, r in results.items()},
+        "seconds_this_call": round(time.perf_counter() - started, 1),
+        "load_note": load_note(before, load_average()),
+    }
+    write_json(RESULTS / "headline.json", report)
+    for plot in results["mini"]["plots"]:
+        shutil.copyfile(plot, RESULTS / f"headline_{Path(plot).name}")
+
+    lines = ["# Headline: SmolLM2-135M-Instruct fine-tuned on 5% of a 1,000-example pool", "",
+             f"Command: `{report['command']}`. {report['environment']}, no GPU. {report['load_note']}", "",
+             f"Pool: the built-in suite (seed {cfg['suite_seed']}, {cfg['suite_size']} examples; "
+             f"{suite.target_share:.0%} from the target families, {suite.defect_rate:.0%} with defects). "
+             f"Target set: {cfg['validation_size']} problems of the target "
+             f"families, split alternately within each family: the selectors align with one half, and every method "
+             f"is scored on the other {n_val} (verifier accuracy of greedy answers, {cfg['max_new_tokens']} new "
+             f"tokens). Each {cfg['budgets'][0]:.0%} selection trains SmolLM2 with LoRA SFT for {cfg['ft_max_steps']} "
+             f"steps (batch {cfg['ft_batch_size']}, lr {cfg['ft_lr']}); `full` trains one epoch over the whole pool. "
+             f"Features from the `mini` proxy (d = {cfg['proj_dim']}); `policy` is the default transfer policy "
+             "(`configs/policy_transfer.yaml`, trained with each seed on pools of other composition, never on this "
+             f"pool). {len(cfg['seeds'])} seeds (selection and training); paired t-tests over seeds. "
+             "`useful share`: clean and on-target picks (ground truth, read for measuring only).", "",
+             "| method | proxy | accuracy (mean +- std) | vs random (p) | vs full (p) | useful share | select s | "
+             "train s |", "|---|---|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        lines.append(f"| {r['method']} | {r['proxy'] if r['method'] not in ('random', 'full') else '-'} | "
+                     f"{r['mean']:.3f} +- {r['std']:.3f} | {cell(r['vs_random'])} ({cell(r['p_random'], 2)}) | "
+                     f"{cell(r['vs_full'])} ({cell(r['p_full'], 2)}) | {r['useful_share']:.2f} | "
+                     f"{r['select_s']:.0f} | {r['train_s']:.0f} |")
+    acc: dict[str, dict[int, float]] = {}
+    for name, r in results.items():
+        for run in r["runs"]:
+            label = run["method"] if name == "mini" else f"{run['method']} (SmolLM2 proxy)"
+            acc.setdefault(label, {})[run["seed"]] = run["accuracy"]
+    best = max((r for r in rows if r["method"] not in ("policy", "random", "full")), key=lambda r: r["mean"])
+    common = sorted(set(acc.get("policy", {})) & set(acc[best["method"]]))
+    diff, p = paired_test([acc["policy"][s] for s in common], [acc[best["method"]][s] for s in common])
+    lines += ["", f"Best classic selector: {best['method']} ({best['mean']:.3f}); policy minus it: {diff:+.3f} "
+              f"(paired p = {cell(p, 2)}).", "",
+              "`select s` is the selection's whole cost per seed: the proxy's features for every method that needs "
+              "them (computed once, charged to each), plus scoring or applying the policy (the policy's own "
+              "training, once, is not charged). `train s` is SmolLM2's LoRA fine-tuning. Feature cost (s): "
+              + "; ".join(f"{name} proxy: " + ", ".join(f"{k} {v:.0f}" for k, v in c.items()
+                                                         if not k.startswith("agent"))
+                          for name, c in report["costs"].items()) + ".",
+              "", "Plots: `headline_accuracy_vs_budget.png` (accuracy and useful share per method), "
+              "`headline_cost_per_method.png` (selection vs training seconds)."]
+    failed = [f"{f['method']} seed {f['seed']}: {f['error']}" for fs in report["failures"].values() for f in fs]
+    if failed:
+        lines += ["", "Failed runs: " + "; ".join(failed) + "."]
+    (RESULTS / "headline.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
