@@ -119,6 +119,9 @@ def main(argv: list[str] | None = None) -> int:
                                                                              *sys.argv[1:]]),
               "seconds": round(sum(r.get("seconds", 0.0) for r in runs.values()), 1)}  # the runs' own, cached or not
     result["load_note"] = load_note(before, load_average())
+    restored = sorted(k for k, r in runs.items() if r.get("restored") or "source" in r)
+    if restored:  # runs whose accuracy was carried over from an earlier results file (same selection and training)
+        result["restored_runs"] = restored
     out = Path(args.out)
     previous = json.loads(out.with_suffix(".json").read_text()) if out.with_suffix(".json").exists() else {}
     write_json(out.with_suffix(".json"), {**previous, "sensitivity": result})
@@ -130,7 +133,10 @@ def main(argv: list[str] | None = None) -> int:
              f"{args.target} fine-tuned with LoRA SFT ({args.steps} steps, batch {args.batch_size}, lr {args.lr}) on "
              f"{n} examples ({args.budget:.0%} of a {len(pool)}-example suite) of each kind, drawn from the pool's "
              f"ground truth; verifier accuracy of greedy answers on {len(val)} target problems, "
-             f"{len(args.seeds)} seeds (mean +- std). Untrained: {result['untrained']:.3f}.\n\n"
+             f"{len(args.seeds)} seeds (mean +- std). Untrained: {result['untrained']:.3f}."
+             + (f" {len(restored)} figures ({', '.join(restored)}) come from an earlier run of this command "
+                "(the same selections and training), so the seconds above count only the runs made since."
+                if restored else "") + "\n\n"
              "| selection | accuracy |\n|---|---:|\n"
              + "".join(f"| {k} | {result[k]:.3f} +- {sd[k]:.3f} |\n" for k in KINDS)
              + f"\nPaired t-tests over seeds: clean vs random p = {p:.2g}, clean vs defective p = {p_bad:.2g}. "
