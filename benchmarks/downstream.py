@@ -7,7 +7,8 @@ The pool is the built-in suite (``--size`` examples, ``--validation-size`` targe
 like the transfer pools (alignment against one half of the target set). For every seed, each method picks
 ``--budget`` of it: ``policy`` (the default transfer policy trained with that seed; trained here, into
 ``--policies``, if transfer.py has not), LESS, LESS on SGD gradients, the DPO gap and random (drawn as in
-``benchmarks/sensitivity.py``, so those runs are shared when the settings agree). ``policy_balanced`` and
+``benchmarks/sensitivity.py``, so those runs are shared when the settings agree). ``policy_mean_alignment`` is
+the previous default policy (alignment aimed at the plain mean target gradient). ``policy_balanced`` and
 ``less_balanced`` share the budget among the target's subtasks (its task families, in proportion to their share of
 the target set; ``selectgym.selectors.coverage``). SmolLM2-135M-Instruct is fine-tuned on each selection with LoRA
 SFT (``--steps`` steps, batch ``--batch-size``, lr ``--lr``); ``full`` trains on the whole pool for one epoch.
@@ -41,7 +42,8 @@ from selectgym.finetune.train import train
 from selectgym.selectors.coverage import subtask_labels
 from selectgym.utils import write_json
 
-METHODS = ("policy", "policy_balanced", "less", "less_balanced", "less_sgd", "dpo_gap", "random", "full")
+METHODS = ("policy", "policy_balanced", "policy_mean_alignment", "policy_mean_alignment_balanced", "less",
+           "less_balanced", "less_sgd", "dpo_gap", "random", "full")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -97,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
             elif method == "random":
                 ids, steps = selection(pool, "random", round(args.budget * len(pool)), seed), args.steps
             else:
-                paths = {"policy": policies / f"policy-s{seed}.zip"}
+                paths = {name: policies / f"{name}-s{seed}.zip" for name in ("policy", "policy_mean_alignment")}
                 rows = pick(method, table, val_a, args.budget, seed, paths, subtasks)
                 ids, steps = [table.ids[r] for r in rows], args.steps
             cfg = FinetuneConfig(method="sft", model="smollm2", seed=seed, lr=args.lr, max_steps=steps, epochs=1.0,

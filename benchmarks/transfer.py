@@ -60,8 +60,8 @@ from selectgym.utils import write_json
 
 log = logging.getLogger("transfer")
 REWARD_COLUMNS = ("alignment", "alignment_z", "dpo_gap", "loss", "length")
-POLICIES = ("policy", "policy_mean_alignment", "policy_with_loss", "policy_with_loss_length", "policy_all_features", "policy_one_pool",
-            "policy_learned")
+POLICIES = ("policy", "policy_mean_alignment", "policy_with_loss", "policy_with_loss_length", "policy_all_features",
+            "policy_one_pool", "policy_learned")
 METHODS = (*POLICIES, "less", "less_sgd", "less_minus_loss", "less_sgd_minus_loss", "dpo_gap", "random",
            "feature_select", "cluster_select")
 
@@ -278,6 +278,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def write_markdown(path: Path, report: dict) -> None:
+    """The transfer tables; the downstream section that ``downstream.py`` appends is kept."""
+    kept = path.read_text().partition("\n## Downstream")[1:] if path.exists() else ("", "")
     lines = ["# Transfer: does a learned policy carry over to families it never saw?", "",
              f"Command: `{report['command']}` ({report['seconds']:.0f} s with cached pools). "
              f"{report['environment']}. {report['load_note']}", "",
@@ -309,7 +311,7 @@ def write_markdown(path: Path, report: dict) -> None:
     lines += [f"| batch share of useful examples (ground truth) | {st['spearman_drop_vs_useful_share']:+.2f} |",
               f"| `learned` ridge model, pools it was not fitted on | {st['learned_spearman_held_out_pools']:+.2f} |",
               "", "Learned weights: " + ", ".join(f"`{k}` {v:+.3f}" for k, v in st["learned_weights"].items()) + "."]
-    path.write_text("\n".join(lines) + "\n")
+    path.write_text("\n".join(lines) + "\n" + "".join(kept))
 
 
 if __name__ == "__main__":
