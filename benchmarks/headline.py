@@ -5,12 +5,15 @@ a killed run stopped). It runs ``configs/bench_headline.yaml`` (features from ``
 policy, LESS, NICE, GradAlign sim, the DPO gap, random and full data) and then
 ``configs/bench_headline_smollm2_proxy.yaml`` (LESS on SmolLM2's own gradients, the same pool, target halves and
 seeds, so its runs pair with the first benchmark's random and full-data runs). ``--skip-smollm2-proxy`` leaves
-the second out. Writes ``benchmarks/results/headline.{json,md}`` and the first benchmark's two plots beside them.
+the second out; ``--report-only`` writes the results from the runs saved so far (only seeds every method has
+finished) without running anything. Writes ``benchmarks/results/headline.{json,md}`` and the first benchmark's two
+plots beside them.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import platform
 import shlex
 import shutil
@@ -25,7 +28,7 @@ from machine_load import load_average, load_note
 
 from selectgym.bench.config import BenchConfig
 from selectgym.bench.harness import run_bench
-from selectgym.bench.report import paired_test, summarise
+from selectgym.bench.report import paired_test, plot, summarise
 from selectgym.data.suite import SuiteConfig
 from selectgym.utils import write_json
 
@@ -39,6 +42,19 @@ def config(path: Path) -> BenchConfig:
     return BenchConfig(**yaml.safe_load(Path(path).read_text()))
 
 
+def saved(cfg: BenchConfig) -> dict | None:
+    """The runs a benchmark has saved so far (None before its first), with its plots drawn from them."""
+    path = Path(cfg.out) / "runs.json"
+    if not path.exists():
+        return None
+    result = json.loads(path.read_text())
+    finished = {(r["method"], r["seed"]) for r in result["runs"] + result.get("failures", [])}
+    seeds = [s for s in cfg.seeds if all((m, s) in finished for m in cfg.methods)]
+    result["runs"] = [r for r in result["runs"] if r["seed"] in seeds]
+    result["plots"] = [str(p) for p in plot(summarise(result["runs"]), cfg.out)]
+    return result
+
+
 def cell(x: float, digits: int = 3) -> str:
     return "n/a" if x != x else f"{x:.{digits}f}"
 
@@ -46,12 +62,18 @@ def cell(x: float, digits: int = 3) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--skip-smollm2-proxy", action="store_true", help="run only the mini-proxy benchmark")
+    parser.add_argument("--report-only", action="store_true",
+                        help="write the results files from the runs saved so far, without running any")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     before, started = load_average(), time.perf_counter()
-    results = {name: run_bench(config(path)) for name, path in CONFIGS.items()
-               if not (name == "smollm2" and args.skip_smollm2_proxy)}
+    chosen = {name: config(path) for name, path in CONFIGS.items()
+              if not (name == "smollm2" and args.skip_smollm2_proxy)}
+    if args.report_only:
+        results = {name: r for name, cfg in chosen.items() if (r := saved(cfg)) is not None}
+    else:
+        results = {name: run_bench(cfg) for name, cfg in chosen.items()}
     main_runs = results["mini"]["runs"]
     cfg = results["mini"]["config"]
     rows = [{**r, "proxy": "mini"} for r in summarise(main_runs)]
@@ -74,8 +96,8 @@ def main(argv: list[str] | None = None) -> int:
         "load_note": load_note(before, load_average()),
     }
     write_json(RESULTS / "headline.json", report)
-    for plot in results["mini"]["plots"]:
-        shutil.copyfile(plot, RESULTS / f"headline_{Path(plot).name}")
+    for png in results["mini"]["plots"]:
+        shutil.copyfile(png, RESULTS / f"headline_{Path(png).name}")
 
     lines = ["# Headline: SmolLM2-135M-Instruct fine-tuned on 5% of a 1,000-example pool", "",
              f"Command: `{report['command']}`. {report['environment']}, no GPU. {report['load_note']}", "",
