@@ -110,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
              f"steps (batch {cfg['ft_batch_size']}, lr {cfg['ft_lr']}); `full` trains one epoch over the whole pool. "
              f"Features from the `mini` proxy (d = {cfg['proj_dim']}); `policy` is the default transfer policy "
              "(`configs/policy_transfer.yaml`, trained with each seed on pools of other composition, never on this "
-             f"pool). {len(cfg['seeds'])} seeds (selection and training); paired t-tests over seeds. "
+             f"pool). {len({r['seed'] for r in main_runs})} seeds (selection and training); paired t-tests over seeds. "
              "`useful share`: clean and on-target picks (ground truth, read for measuring only).", "",
              "| method | proxy | accuracy (mean +- std) | vs random (p) | vs full (p) | useful share | select s | "
              "train s |", "|---|---|---:|---:|---:|---:|---:|---:|"]
