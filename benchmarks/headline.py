@@ -6,8 +6,9 @@ policy, LESS, NICE, GradAlign sim, the DPO gap, random and full data) and then
 ``configs/bench_headline_smollm2_proxy.yaml`` (LESS on SmolLM2's own gradients, the same pool, target halves and
 seeds, so its runs pair with the first benchmark's random and full-data runs). ``--skip-smollm2-proxy`` leaves
 the second out; ``--report-only`` writes the results from the runs saved so far (only seeds every method has
-finished) without running anything. Writes ``benchmarks/results/headline.{json,md}`` and the first benchmark's two
-plots beside them.
+finished) without running anything; ``--reuse mini`` takes the first benchmark's runs from the committed
+``headline.json`` (refused unless its config is the same) instead of running it again.
+Writes ``benchmarks/results/headline.{json,md}`` and the first benchmark's two plots beside them.
 """
 
 from __future__ import annotations
@@ -55,6 +56,18 @@ def saved(cfg: BenchConfig) -> dict | None:
     return result
 
 
+def committed(name: str, cfg: BenchConfig) -> dict:
+    """One benchmark's runs, costs and failures as the committed ``headline.json`` holds them."""
+    report = json.loads((RESULTS / "headline.json").read_text())
+    if report.get("configs", {}).get(name) != asdict(cfg):
+        print(f"error: benchmarks/results/headline.json holds no {name} runs with the settings of "
+              f"{CONFIGS[name].name}: run that benchmark instead of reusing it", file=sys.stderr)
+        sys.exit(2)
+    runs = report["runs"][name]
+    return {"config": report["configs"][name], "runs": runs, "costs": report["costs"][name],
+            "failures": report["failures"][name], "plots": [str(p) for p in plot(summarise(runs), cfg.out)]}
+
+
 def cell(x: float, digits: int = 3) -> str:
     return "n/a" if x != x else f"{x:.{digits}f}"
 
@@ -64,16 +77,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-smollm2-proxy", action="store_true", help="run only the mini-proxy benchmark")
     parser.add_argument("--report-only", action="store_true",
                         help="write the results files from the runs saved so far, without running any")
+    parser.add_argument("--reuse", choices=sorted(CONFIGS), action="append", default=[],
+                        help="take this benchmark's runs from the committed headline.json instead of running it")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     before, started = load_average(), time.perf_counter()
     chosen = {name: config(path) for name, path in CONFIGS.items()
               if not (name == "smollm2" and args.skip_smollm2_proxy)}
-    if args.report_only:
-        results = {name: r for name, cfg in chosen.items() if (r := saved(cfg)) is not None}
-    else:
-        results = {name: run_bench(cfg) for name, cfg in chosen.items()}
+    results = {name: committed(name, cfg) for name, cfg in chosen.items() if name in args.reuse}
+    for name, cfg in chosen.items():
+        if name in results:
+            continue
+        if args.report_only:
+            if (r := saved(cfg)) is not None:
+                results[name] = r
+        else:
+            results[name] = run_bench(cfg)
+    results = {name: results[name] for name in chosen if name in results}
     main_runs = results["mini"]["runs"]
     cfg = results["mini"]["config"]
     rows = [{**r, "proxy": "mini"} for r in summarise(main_runs)]

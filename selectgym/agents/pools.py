@@ -94,6 +94,16 @@ def split_target(rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list
     return halves
 
 
+def write_target_halves(src: Path, first: Path, second: Path) -> None:
+    """Split the target file ``src`` with :func:`split_target` and write its halves to ``first`` and ``second``."""
+    rows = [json.loads(line) for line in Path(src).read_text().splitlines() if line.strip()]
+    halves = split_target(rows)
+    if not all(halves):
+        raise SelectgymError(f"splitting the target set needs at least two target problems; {src} has {len(rows)}")
+    for path, half in zip((first, second), halves, strict=True):
+        write_jsonl(path, half)
+
+
 def build_pool(suite: SuiteConfig, folder: Path, features: TrainingPools) -> tuple[FeatureTable, FeatureTable,
                                                                                     FeatureTable]:
     """Draw one pool into ``folder`` and compute its features: ``(train, val_a table, val_b table)``."""
@@ -105,10 +115,7 @@ def build_pool(suite: SuiteConfig, folder: Path, features: TrainingPools) -> tup
         done.unlink()
     if not done.exists():
         make_suite(files, suite)
-        rows = [json.loads(line) for line in (files / "validation.jsonl").read_text().splitlines()]
-        val_a, val_b = split_target(rows)
-        write_jsonl(files / "val_a.jsonl", val_a)
-        write_jsonl(files / "val_b.jsonl", val_b)
+        write_target_halves(files / "validation.jsonl", files / "val_a.jsonl", files / "val_b.jsonl")
         for kind in POOL_FEATURES:
             compute_features(files / f"{kind}.jsonl", files / "val_a.jsonl", features.feature_config(kind),
                              folder / "features" / kind, progress=False)

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from selectgym.agents.config import AgentConfig
-from selectgym.agents.pools import split_target
+from selectgym.agents.pools import write_target_halves
 from selectgym.agents.train import train_agent
 from selectgym.bench.config import FEATURE_POOLS, METHOD_NEEDS, BenchConfig
 from selectgym.bench.report import FULL, markdown_table, plot, summarise
@@ -33,7 +33,7 @@ from selectgym.finetune.train import train
 from selectgym.proxies.pipeline import FeatureConfig, compute_features, load_features
 from selectgym.proxies.table import FeatureTable, merge_tables
 from selectgym.selectors import get_selector
-from selectgym.utils import file_digest, write_json, write_jsonl
+from selectgym.utils import file_digest, write_json
 
 __all__ = ["Bench", "BenchConfig", "run_bench"]
 
@@ -57,14 +57,8 @@ class Bench:
                                            validation_size=self.cfg.validation_size))
         self._val_select = self._val_eval = folder / "validation.jsonl"
         if self.cfg.split_target:
-            rows = [json.loads(line) for line in self._val_select.read_text().splitlines() if line.strip()]
-            halves = split_target(rows)
-            if not all(halves):
-                raise SelectgymError(f"split_target needs at least two target problems; {self._val_select} has "
-                                     f"{len(rows)}")
             self._val_select, self._val_eval = self.out / "target_select.jsonl", self.out / "target_eval.jsonl"
-            for path, half in zip((self._val_select, self._val_eval), halves, strict=True):
-                write_jsonl(path, half)
+            write_target_halves(folder / "validation.jsonl", self._val_select, self._val_eval)
         return folder
 
     def needed_pools(self) -> list[str]:
@@ -91,21 +85,22 @@ class Bench:
 
     # -- selection --------------------------------------------------------------------------------------
     def select(self, method: str, budget: float, seed: int, train: FeatureTable | None,
-               val: FeatureTable | None) -> tuple[list[str], float]:
-        """Ids chosen by ``method`` and the seconds it cost (features + agent training included)."""
+               val: FeatureTable | None) -> tuple[list[str], float, str | None]:
+        """Ids chosen by ``method``, the seconds it cost (features + agent training included) and, for ``policy``,
+        the digest of the policy file that chose them (None for the other methods)."""
         name, _, mode = method.partition(":")
         cost = sum(self.costs.get(k, 0.0) for k in METHOD_NEEDS[name])
         start = time.perf_counter()
-
+        digest = None
         if name == "policy":  # a saved one, or trained here; then applied like any selector
             options = {"policy_path": self.saved_policy(seed) if self.cfg.policy_path else
                        self.policy(budget, seed, train, val)}
-            self.last_policy_digest = file_digest(options["policy_path"])
+            digest = file_digest(options["policy_path"])
         else:
             options = {"mode": mode} if mode else {}
         sel = get_selector(name, **options).select(train if train is not None else self._id_table(), val, budget,
                                                     seed)
-        return list(sel.ids), cost + time.perf_counter() - start
+        return list(sel.ids), cost + time.perf_counter() - start, digest
 
     def policy(self, budget: float, seed: int, train: FeatureTable, val: FeatureTable | None) -> Path:
         """Train (once per budget and seed) a policy on the pool's features with the linear reward."""
@@ -157,8 +152,11 @@ class Bench:
             changed = sorted(k for k, v in asdict(self.cfg).items() if saved.get("config", {}).get(k) != v)
             raise SelectgymError(f"{self.out} holds a benchmark with other settings ({', '.join(changed)}): use "
                                  "another --out, or delete that folder to start again")
+        digests = {} if not self.cfg.policy_path else {
+            seed: file_digest(self.saved_policy(seed)) for seed in {r["seed"] for r in saved.get("runs", [])
+                                                                      if r["method"] == "policy"}}
         runs = [r for r in saved.get("runs", []) if r["method"] != "policy" or not self.cfg.policy_path
-                or r.get("policy_digest") == file_digest(self.saved_policy(r["seed"]))]
+                or r.get("policy_digest") == digests[r["seed"]]]
         if len(runs) < len(saved.get("runs", [])):
             log.warning("%d policy runs of %s used another file at policy_path: running them again",
                         len(saved["runs"]) - len(runs), self.out)
@@ -185,10 +183,10 @@ class Bench:
                     if (method, budget, seed) in done:
                         continue
                     if method == FULL:
-                        ids, sel_s = list(all_ids), 0.0
+                        ids, sel_s, digest = list(all_ids), 0.0, None
                     else:
                         try:
-                            ids, sel_s = self.select(method, budget, seed, train, val)
+                            ids, sel_s, digest = self.select(method, budget, seed, train, val)
                         except SelectgymError as err:  # one method's failure must not sink the benchmark
                             log.warning("%s budget=%s seed=%d failed: %s", method, budget, seed, err)
                             failures.append({"method": method, "budget": budget, "seed": seed, "error": str(err)})
@@ -196,8 +194,8 @@ class Bench:
                     metrics = self.finetune(ids, seed, full=method == FULL)
                     run = {"method": method, "budget": budget, "seed": seed, "n_selected": len(ids),
                            "select_seconds": sel_s, **metrics, "ids": ids}
-                    if method == "policy":  # which policy file made it, so a resume notices a replaced one
-                        run["policy_digest"] = self.last_policy_digest
+                    if digest:  # which policy file made it, so a resume notices a replaced one
+                        run["policy_digest"] = digest
                     log.info("%s budget=%s seed=%d: accuracy %.3f, val loss %.3f", method, budget, seed,
                              run["accuracy"], run["val_loss"])
                     runs.append(run)

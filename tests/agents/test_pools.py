@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import json
 
-from selectgym.agents.pools import SPLIT, TrainingPools, build_pool, split_target
+import pytest
+
+from selectgym.agents.pools import SPLIT, TrainingPools, build_pool, split_target, write_target_halves
 from selectgym.data.suite import SuiteConfig
+from selectgym.errors import SelectgymError
 
 
 def test_halves_alternate_within_each_task():
@@ -13,6 +16,17 @@ def test_halves_alternate_within_each_task():
     first, second = split_target(rows)  # a file sorted by family, as the suite writes it
     assert [r["id"] for r in first] == ["a0", "a2", "b0", "b2"]
     assert [r["id"] for r in second] == ["a1", "a3", "b1"]
+
+
+def test_target_halves_are_written_and_a_single_problem_is_refused(tmp_path):
+    src = tmp_path / "val.jsonl"
+    src.write_text("".join(json.dumps({"id": f"a{i}", "meta": {"task": "a"}}) + "\n" for i in range(3)))
+    write_target_halves(src, tmp_path / "x.jsonl", tmp_path / "y.jsonl")
+    assert [json.loads(line)["id"] for line in (tmp_path / "x.jsonl").open()] == ["a0", "a2"]
+    assert [json.loads(line)["id"] for line in (tmp_path / "y.jsonl").open()] == ["a1"]
+    src.write_text(json.dumps({"id": "a0"}) + "\n")
+    with pytest.raises(SelectgymError, match="at least two target problems"):
+        write_target_halves(src, tmp_path / "x.jsonl", tmp_path / "y.jsonl")
 
 
 def test_a_pool_built_with_the_old_split_is_rebuilt(tmp_path):
