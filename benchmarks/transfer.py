@@ -54,7 +54,7 @@ from selectgym.agents.train import train_agent
 from selectgym.budget import resolve_budget
 from selectgym.data import load_pool
 from selectgym.envs.rewards import ProxyReward
-from selectgym.envs.summaries import example_matrix
+from selectgym.envs.summaries import example_matrix, zscore
 from selectgym.selectors import get_selector
 from selectgym.utils import write_json
 
@@ -64,11 +64,6 @@ POLICIES = ("policy", "policy_mean_alignment", "policy_with_loss", "policy_with_
             "policy_one_pool", "policy_learned")
 METHODS = (*POLICIES, "less", "less_sgd", "less_minus_loss", "less_sgd_minus_loss", "dpo_gap", "random",
            "feature_select", "cluster_select")
-
-
-def zscore(x: np.ndarray) -> np.ndarray:
-    std = x.std()
-    return (x - x.mean()) / std if std > 1e-12 else np.zeros_like(x)
 
 
 def useful_flags(folder: Path, ids: list[str], pool=None) -> np.ndarray:
@@ -106,7 +101,7 @@ def fit_reward(studies: list[dict]) -> dict:
 
     def fit(parts):
         x = np.concatenate([p["x"] for p in parts])
-        y = np.concatenate([zscore(p["drop"]) for p in parts])
+        y = np.concatenate([zscore(p["drop"], None) for p in parts])
         return Ridge(alpha=1.0).fit(x, y)
 
     held = []
@@ -193,7 +188,7 @@ def pick(method: str, train, val, budget: float, seed: int, paths: dict[str, Pat
     if method.startswith("less"):
         score = get_selector("less", gradient_type=gradient).score(train, val, rng)
         if method.endswith("minus_loss"):
-            score = zscore(score) - zscore(np.asarray(train.get("loss"), dtype=np.float64))
+            score = zscore(score, None) - zscore(np.asarray(train.get("loss"), dtype=np.float64), None)
     else:
         score = get_selector(method).score(train, val, rng)
     return list(np.argsort(-score, kind="stable")[:k])

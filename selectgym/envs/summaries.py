@@ -39,10 +39,12 @@ FEATURE_BOUND = 5.0
 KMEANS_SAMPLE = 20_000
 
 
-def _zscore(x: np.ndarray) -> np.ndarray:
+def zscore(x: np.ndarray, bound: float | None = FEATURE_BOUND) -> np.ndarray:
+    """``(x - mean) / std`` over the pool, clipped to ``[-bound, bound]`` (``None``: not clipped); a constant
+    column is all zeros, so one flat feature never divides by zero."""
     std = x.std()
     z = (x - x.mean()) / std if std > 1e-12 else np.zeros_like(x)
-    return np.clip(z, -FEATURE_BOUND, FEATURE_BOUND)
+    return z if bound is None else np.clip(z, -bound, bound)
 
 
 def require_finite(table: FeatureTable, name: str, which: str = "training") -> np.ndarray:
@@ -143,9 +145,9 @@ def feature_matrix(table: FeatureTable, val_table: FeatureTable | None, features
         elif name == "pass_rate":
             x[:, j] = np.clip(np.asarray(require_finite(table, "pass_rate"), dtype=np.float64), 0.0, 1.0)
         elif name == "length":
-            x[:, j] = _zscore(np.log1p(np.asarray(require_finite(table, "length"), dtype=np.float64)))
+            x[:, j] = zscore(np.log1p(np.asarray(require_finite(table, "length"), dtype=np.float64)))
         else:
-            x[:, j] = _zscore(np.asarray(require_finite(table, name), dtype=np.float64))
+            x[:, j] = zscore(np.asarray(require_finite(table, name), dtype=np.float64))
     if not np.isfinite(x).all():
         raise SelectgymError("features contain NaN or infinite values; check the losses and gradients")
     return x, present
@@ -158,7 +160,7 @@ def example_matrix(table: FeatureTable, val_table: FeatureTable | None, features
     (the raw cosine's scale differs between pools and proxies; its rank within the pool does not)."""
     x, present = feature_matrix(table, val_table, features, train_grad, val_grad, alignment_target)
     columns = observed_columns(features)
-    x = np.concatenate([x, _zscore(x[:, columns.index("alignment")])[:, None]], axis=1)
+    x = np.concatenate([x, zscore(x[:, columns.index("alignment")])[:, None]], axis=1)
     return x, present, [*columns, "alignment_z"]
 
 

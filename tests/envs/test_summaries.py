@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from selectgym.envs.summaries import FEATURES, alignment, cluster_labels, feature_matrix
+from selectgym.envs.summaries import FEATURES, alignment, cluster_labels, feature_matrix, zscore
 from selectgym.errors import SelectgymError
 from selectgym.proxies.table import FeatureTable
 
@@ -26,6 +26,17 @@ def test_alignment_unit_mean_target_by_hand():
     np.testing.assert_allclose(x[:, FEATURES.index("alignment")], [np.sqrt(0.5), np.sqrt(0.5)])
     with pytest.raises(SelectgymError, match="alignment target 'median' is unknown"):
         alignment(train, val, target="median")
+
+
+def test_zscore_by_hand_clipped_and_flat():
+    x = np.array([1.0, 2.0, 3.0, 4.0])  # mean 2.5, population std sqrt(1.25)
+    expected = (x - 2.5) / np.sqrt(1.25)
+    np.testing.assert_allclose(zscore(x, None), expected)
+    np.testing.assert_allclose(zscore(x, 1.0), np.clip(expected, -1.0, 1.0))
+    assert zscore(x, 1.0).max() == 1.0 and zscore(x, None).max() > 1.0
+    outlier = np.r_[np.zeros(99), 1.0]  # z of the outlier is sqrt(99) ~ 9.95: the default bound of 5 clips it
+    assert zscore(outlier).max() == 5.0
+    assert not zscore(np.full(3, 7.0)).any()  # a flat column is all zeros, not NaN
 
 
 def test_feature_matrix_scales_and_flags():
