@@ -1,4 +1,5 @@
-"""Speed of the selection envs: raw steps/s per reward, env-steps/s inside PPO training, seconds per proxy step.
+"""Speed of the selection envs: raw steps/s per reward, env-steps/s inside PPO training, seconds per proxy step,
+and seconds to apply an ExampleSelect policy to a large pool.
 
 Run: ``.venv/bin/python benchmarks/env_speed.py`` (``--quick`` for a short smoke run). Writes
 benchmarks/results/env_speed.json and .md. Ratios compare against the ``none`` reward (the env's own cost)
@@ -9,10 +10,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import platform
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import gymnasium as gym
@@ -21,12 +24,15 @@ import torch
 from machine_load import load_average, load_note
 
 from selectgym.agents import AgentConfig
-from selectgym.agents.train import build_agent, make_vec_env, preserved_global_rngs
+from selectgym.agents.apply import FULL_PASSES, greedy_in_blocks
+from selectgym.agents.policy_file import load_policy
+from selectgym.agents.train import build_agent, make_vec_env, preserved_global_rngs, train_agent
 from selectgym.envs import EXAMPLE_SELECT, FEATURE_SELECT
 from selectgym.proxies.table import FeatureTable
 from selectgym.utils import write_json
 
 RESULTS = Path(__file__).parent / "results"
+log = logging.getLogger("env_speed")
 PPO_TARGET = 5_000
 #: env-steps/s the grounded reward must allow inside PPO training (the transfer issue's goal)
 EXAMPLE_TARGET = 20
@@ -94,6 +100,36 @@ def proxy_seconds_per_step(model: str, steps: int, suite: Path) -> tuple[float, 
     return (time.perf_counter() - start) / steps, build
 
 
+def apply_rows(sizes: Sequence[int], exact_up_to: int) -> list[dict]:
+    """Seconds to apply an ExampleSelect policy at 5%: pick by pick (the whole pool rescored after every pick,
+    N x B) against ``greedy_in_blocks``' default (at most FULL_PASSES whole-pool scorings), and their overlap."""
+    train, val = pool_tables(n=800, grad_dim=512, emb_dim=384)
+    cfg = AgentConfig(env_id=EXAMPLE_SELECT, timesteps=2_048, budget=0.05, chunk=32, n_envs=8, n_steps=64,
+                      minibatch_size=256, progress_bar=False, eval_freq=0, reward_kwargs={"redundancy": 0.0})
+    out = []
+    with tempfile.TemporaryDirectory() as tmp, preserved_global_rngs():
+        train_agent(cfg, train, val, out=Path(tmp) / "policy.zip")  # a scorer to apply, not a good one
+        policy = load_policy(Path(tmp) / "policy.zip")
+        for n in sizes:
+            table, target = pool_tables(n=n, grad_dim=512, emb_dim=384, seed=1)
+            picks = {}
+            for name in ("blocks", "exact"):
+                if name == "exact" and n > exact_up_to:
+                    continue
+                env = policy.make_env(table, target, 0.05)
+                env.reset(seed=0)
+                start = time.perf_counter()
+                greedy_in_blocks(env, policy.model.policy.score, FULL_PASSES if name == "blocks" else env.budget)
+                picks[name] = (time.perf_counter() - start, set(env.selected_rows().tolist()))
+            row = {"n": n, "budget": len(picks["blocks"][1]), "blocks_s": picks["blocks"][0]}
+            if "exact" in picks:
+                row.update(exact_s=picks["exact"][0], speedup=picks["exact"][0] / picks["blocks"][0],
+                           overlap=len(picks["exact"][1] & picks["blocks"][1]) / row["budget"])
+            out.append(row)
+            log.info("apply at n=%d: %s", n, row)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="short runs (a smoke test, not a measurement)")
@@ -146,6 +182,8 @@ def main(argv: list[str] | None = None) -> int:
             per_step, build = proxy_seconds_per_step(model, proxy_steps, Path(tmp))
             rows.append({"setup": f"proxy reward, {model}, batch 8, 2 AdamW steps, val loss on 16", "value": per_step,
                          "unit": "s/step", "ratio": per_step * base, "build_s": build})
+    applies = apply_rows((2_000, 10_000) if args.quick else (10_000, 40_000, 100_000),
+                         exact_up_to=10_000 if args.quick else 100_000)
     header = f"{'setup':<92} {'value':>12} {'unit':<12} {'x baseline':>10}"
     print(header)
     for r in rows:
@@ -159,11 +197,21 @@ def main(argv: list[str] | None = None) -> int:
                     "steps fit in one proxy step."}
     meta["note"] += " " + load_note(meta["load_before"], meta["load_after"])
     out = Path(args.out)
-    write_json(out / "env_speed.json", {"meta": meta, "rows": rows})
+    write_json(out / "env_speed.json", {"meta": meta, "rows": rows, "apply": applies})
     lines = ["# Selection env speed", "", f"Command: `{command}`", "",
              f"Python {meta['python']}, torch {meta['torch']} ({meta['torch_threads']} threads), {meta['machine']}. "
              + meta["note"], "", "| setup | value | unit | x baseline |", "|---|---:|---|---:|"]
     lines += [f"| {r['setup']} | {r['value']:.4g} | {r['unit']} | {r['ratio']:.3g} |" for r in rows]
+    lines += ["", "## Applying an ExampleSelect policy to a pool of N at 5%", "",
+              f"`exact`: after every pick the whole pool is rescored (N x B scorings). `blocks`: the default, at most "
+              f"{FULL_PASSES} whole-pool scorings, picks in blocks among each scoring's shortlist "
+              "(`selectgym.agents.apply.greedy_in_blocks`; a budget of at most "
+              f"{FULL_PASSES} is picked one by one, exactly). Same policy (PPO, 2,048 steps on an 800-row pool: "
+              "there to be applied, not to be good), random features of the shapes above.", "",
+              "| N | budget | exact s | blocks s | speed-up | same picks |", "|---:|---:|---:|---:|---:|---:|"]
+    lines += [f"| {a['n']:,} | {a['budget']:,} | {a['exact_s']:.2f} | {a['blocks_s']:.2f} | {a['speedup']:.1f}x | "
+              f"{a['overlap']:.1%} |" if "exact_s" in a else
+              f"| {a['n']:,} | {a['budget']:,} | not run | {a['blocks_s']:.2f} | | |" for a in applies]
     (out / "env_speed.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
     print(json.dumps({"ppo_meets_target": ppo >= PPO_TARGET}))
     return 0

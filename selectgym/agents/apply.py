@@ -22,6 +22,11 @@ from selectgym.utils import cache_dir, stable_hash
 
 log = logging.getLogger(__name__)
 
+#: an ExampleSelect rollout scores the whole pool at most this many times; a larger budget is taken in blocks
+FULL_PASSES = 256
+#: a block's shortlist holds this many candidates per pick of the block (the best of the whole-pool scoring)
+SHORTLIST_PER_PICK = 4
+
 
 def features_for(policy: SavedPolicy, pool_path: str | Path | None, val_path: str | Path | None,
                  features_dir: str | Path | None, pool_check: str | Path | None = None,
@@ -70,20 +75,23 @@ def rollout(policy: SavedPolicy, table: FeatureTable, val_table: FeatureTable | 
     """Roll the policy out greedily (best open cluster each step): table rows in selection order, clusters chosen.
 
     An ExampleSelect policy is not limited to its training chunk: its scorer rates every open example of the
-    pool at each step and the best is taken (no clusters to report). With ``subtasks`` (one label per
-    validation row) each step takes from the target subtask furthest behind its share of the budget, among
-    the examples nearest that subtask (``selectgym.selectors.coverage``)."""
+    pool and the best is taken (no clusters to report); see :func:`greedy_in_blocks` for budgets above
+    ``FULL_PASSES``. With ``subtasks`` (one label per validation row) each step takes from the target subtask
+    furthest behind its share of the budget, among the examples nearest that subtask
+    (``selectgym.selectors.coverage``), rescoring those examples at every step."""
     env = policy.make_env(table, val_table, budget)
     obs, _ = env.reset(seed=seed)
-    if isinstance(env, ExampleSelectEnv):  # the shared scorer rates every open example each step
+    if isinstance(env, ExampleSelectEnv):  # the shared scorer rates every open example
         scorer = policy.model.policy
-        balance = _Balance(policy, table, val_table, subtasks, env.budget) if subtasks is not None else None
+        if subtasks is None:
+            greedy_in_blocks(env, scorer.score)
+            return env.selected_rows(), []
+        balance = _Balance(policy, table, val_table, subtasks, env.budget)
         while len(env.taken) < env.budget:
-            rows = np.flatnonzero(env.open) if balance is None else balance.rows(env.open)
+            rows = balance.rows(env.open)
             row = int(rows[np.argmax(scorer.score(env.candidate_matrix(rows)))])
             env.take(row)
-            if balance is not None:
-                balance.took(row)
+            balance.took(row)
         return env.selected_rows(), []
     if subtasks is not None:
         raise SelectgymError(f"subtask balance needs a policy that picks single examples (ExampleSelect); "
@@ -93,6 +101,40 @@ def rollout(policy: SavedPolicy, table: FeatureTable, val_table: FeatureTable | 
         obs, _, terminated, _, info = env.step(policy.act(obs, env.action_masks()))
         slots.append(info["slot"])
     return env.selected_rows(), slots
+
+
+def greedy_in_blocks(env: ExampleSelectEnv, score, passes: int = FULL_PASSES) -> None:
+    """Fill ``env``'s budget with the scorer's best open example at each pick, scoring the whole pool at most
+    ``passes`` times.
+
+    Rescoring all N open examples after each of B picks costs N x B (hours at a million rows). With
+    ``B <= passes`` that is what happens, pick by pick. Otherwise picks come in blocks of ``m = ceil(B / passes)``:
+    one scoring of the whole pool, a shortlist of its best ``SHORTLIST_PER_PICK * m`` examples, then ``m`` exact
+    picks among the shortlist (each rescored with the budget left and its redundancy with every pick so far),
+    and one matrix product brings the whole pool's redundancy up to date. The only approximation is that an
+    example outside the shortlist cannot overtake it within a block.
+    """
+    per_pass = -(-env.budget // passes)
+    unit = env.state.unit
+    while len(env.taken) < env.budget:
+        open_rows = np.flatnonzero(env.open)
+        scores = score(env.candidate_matrix(open_rows))
+        if per_pass == 1:
+            env.take(int(open_rows[np.argmax(scores)]))
+            continue
+        m = min(per_pass, env.budget - len(env.taken))
+        k = min(len(open_rows), SHORTLIST_PER_PICK * m)
+        short = open_rows[np.argpartition(-scores, k - 1)[:k]]
+        red, live, picked = env.redundancy[short].copy(), np.ones(k, dtype=bool), []
+        for _ in range(m):
+            at = np.flatnonzero(live)
+            best = int(at[np.argmax(score(env.candidate_matrix(short[at], red[at])))])
+            row = int(short[best])
+            env.take(row, update_redundancy=False)
+            live[best] = False
+            picked.append(row)
+            red = np.maximum(red, unit[short] @ unit[row])
+        env.update_redundancy(picked)
 
 
 class _Balance:

@@ -127,10 +127,12 @@ class ExampleSelectEnv(gym.Env):
         self.taken: list[int] = []
         self.candidates = np.zeros(0, dtype=np.int64)
 
-    def candidate_matrix(self, rows: np.ndarray) -> np.ndarray:
-        """The observation rows (``len(rows) x P``) of these examples in the current state."""
+    def candidate_matrix(self, rows: np.ndarray, redundancy: np.ndarray | None = None) -> np.ndarray:
+        """The observation rows (``len(rows) x P``) of these examples in the current state (``redundancy``: their
+        redundancy kept by the caller, for picks whose update of the whole pool is deferred)."""
         left = np.full((len(rows), 1), 1.0 - len(self.taken) / self.budget, dtype=np.float32)
-        return np.concatenate([self.state.x[rows], self.redundancy[rows, None], left], axis=1)
+        red = self.redundancy[rows] if redundancy is None else np.asarray(redundancy, dtype=np.float32)
+        return np.concatenate([self.state.x[rows], red[:, None], left], axis=1)
 
     def _observation(self) -> np.ndarray:
         open_rows = np.flatnonzero(self.open)
@@ -146,12 +148,23 @@ class ExampleSelectEnv(gym.Env):
         self.reward.reset()
         return self._observation(), {}
 
-    def take(self, row: int) -> float:
-        """Add one example to the selection; its reward."""
+    def take(self, row: int, update_redundancy: bool = True) -> float:
+        """Add one example to the selection; its reward. ``update_redundancy=False`` leaves the other examples'
+        redundancy for :meth:`update_redundancy` (one matrix product for many picks instead of one pass each)."""
         self.open[row] = False
         self.taken.append(row)
-        self.redundancy = np.maximum(self.redundancy, self.state.unit @ self.state.unit[row])
+        if update_redundancy:
+            self.redundancy = np.maximum(self.redundancy, self.state.unit @ self.state.unit[row])
         return float(self.reward.step(np.array([row])))
+
+    def update_redundancy(self, rows: Sequence[int], block: int = 65_536) -> None:
+        """Fold picks taken with ``update_redundancy=False`` into every example's redundancy (in row blocks)."""
+        if not len(rows):
+            return
+        picked = self.state.unit[np.asarray(rows, dtype=np.int64)].T
+        for start in range(0, self.n_examples, block):
+            part = slice(start, start + block)
+            self.redundancy[part] = np.maximum(self.redundancy[part], (self.state.unit[part] @ picked).max(axis=1))
 
     def step(self, action):
         if not len(self.candidates) or len(self.taken) >= self.budget:
