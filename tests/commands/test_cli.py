@@ -55,6 +55,7 @@ def test_demo_settings_come_from_configs_demo_yaml_and_flags_override():
     cfg = dataclass_from_args(BenchConfig, args, args._fields)
     assert cfg.suite_size == shipped["suite_size"] and cfg.methods == shipped["methods"]
     assert cfg.seeds == [0, 1] and shipped["seeds"] != [0, 1]  # the flag won
+    assert cfg.split_target  # the default run never scores a method on the target problems it aimed at
     assert (DEMO_CONFIG.parents[2] / "configs" / "demo.yaml").resolve() == DEMO_CONFIG  # the checkout's copy
 
 
