@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from selectgym.agents.config import AgentConfig
 from selectgym.agents.pools import write_target_halves
@@ -42,8 +43,8 @@ log = logging.getLogger(__name__)
 class Bench:
     """Runs a ``BenchConfig``; each stage is a method so a test can run or replace it."""
 
-    def __init__(self, cfg: BenchConfig):
-        self.cfg = cfg
+    def __init__(self, cfg: BenchConfig, progress: bool = True):
+        self.cfg, self.progress = cfg, progress
         self.out = Path(cfg.out)
         self.costs: dict[str, float] = {}
 
@@ -73,7 +74,8 @@ class Bench:
                                 warmup_steps=self.cfg.proxy_warmup_steps, seed=self.cfg.suite_seed,
                                 rollouts=self.cfg.rollouts, max_new_tokens=self.cfg.max_new_tokens)
             start = time.perf_counter()
-            compute_features(suite / f"{kind}.jsonl", self._val_select, cfg, self.out / "features" / kind)
+            compute_features(suite / f"{kind}.jsonl", self._val_select, cfg, self.out / "features" / kind,
+                             progress=self.progress)
             self.costs.setdefault(kind, time.perf_counter() - start)  # a resumed run keeps the first cost
             train, val, _ = load_features(self.out / "features" / kind)
             trains.append(train)
@@ -176,31 +178,29 @@ class Bench:
 
         all_ids = load_pool(self._suite / "sft.jsonl").ids
         done = {(r["method"], r["budget"], r["seed"]) for r in runs + failures}
-        for seed in cfg.seeds:
-            for method in cfg.methods:
-                budgets = [1.0] if method == FULL else cfg.budgets
-                for budget in budgets:
-                    if (method, budget, seed) in done:
-                        continue
-                    if method == FULL:
-                        ids, sel_s, digest = list(all_ids), 0.0, None
-                    else:
-                        try:
-                            ids, sel_s, digest = self.select(method, budget, seed, train, val)
-                        except SelectgymError as err:  # one method's failure must not sink the benchmark
-                            log.warning("%s budget=%s seed=%d failed: %s", method, budget, seed, err)
-                            failures.append({"method": method, "budget": budget, "seed": seed, "error": str(err)})
-                            continue
-                    metrics = self.finetune(ids, seed, full=method == FULL)
-                    run = {"method": method, "budget": budget, "seed": seed, "n_selected": len(ids),
-                           "select_seconds": sel_s, **metrics, "ids": ids}
-                    if digest:  # which policy file made it, so a resume notices a replaced one
-                        run["policy_digest"] = digest
-                    log.info("%s budget=%s seed=%d: accuracy %.3f, val loss %.3f", method, budget, seed,
-                             run["accuracy"], run["val_loss"])
-                    runs.append(run)
-                    write_json(self.out / "runs.json", {"config": asdict(cfg), "runs": runs, "costs": self.costs,
-                                                        "failures": failures})
+        todo = [(seed, method, budget) for seed in cfg.seeds for method in cfg.methods
+                for budget in ([1.0] if method == FULL else cfg.budgets) if (method, budget, seed) not in done]
+        for seed, method, budget in tqdm(todo, desc="select + fine-tune", unit="run", disable=not self.progress,
+                                         dynamic_ncols=True):
+            if method == FULL:
+                ids, sel_s, digest = list(all_ids), 0.0, None
+            else:
+                try:
+                    ids, sel_s, digest = self.select(method, budget, seed, train, val)
+                except SelectgymError as err:  # one method's failure must not sink the benchmark
+                    log.warning("%s budget=%s seed=%d failed: %s", method, budget, seed, err)
+                    failures.append({"method": method, "budget": budget, "seed": seed, "error": str(err)})
+                    continue
+            metrics = self.finetune(ids, seed, full=method == FULL)
+            run = {"method": method, "budget": budget, "seed": seed, "n_selected": len(ids),
+                   "select_seconds": sel_s, **metrics, "ids": ids}
+            if digest:  # which policy file made it, so a resume notices a replaced one
+                run["policy_digest"] = digest
+            log.info("%s budget=%s seed=%d: accuracy %.3f, val loss %.3f", method, budget, seed,
+                     run["accuracy"], run["val_loss"])
+            runs.append(run)
+            write_json(self.out / "runs.json", {"config": asdict(cfg), "runs": runs, "costs": self.costs,
+                                                "failures": failures})
         if not runs:
             raise SelectgymError(f"every method failed; first error: {failures[0]['error']}")
         rows = summarise(runs)
@@ -216,6 +216,7 @@ class Bench:
         return result
 
 
-def run_bench(cfg: BenchConfig) -> dict[str, Any]:
-    """Run a benchmark and return its runs, summary rows, Markdown table and plot paths."""
-    return Bench(cfg).run()
+def run_bench(cfg: BenchConfig, progress: bool = True) -> dict[str, Any]:
+    """Run a benchmark and return its runs, summary rows, Markdown table and plot paths (``progress``: a bar over
+    the runs)."""
+    return Bench(cfg, progress).run()

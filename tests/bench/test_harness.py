@@ -79,6 +79,21 @@ def test_bench_resumes_after_a_kill_and_refuses_other_settings(tmp_path, monkeyp
         run_bench(BenchConfig(**{**cfg.__dict__, "seeds": [0, 1, 2]}))
 
 
+def test_bench_bar_counts_the_runs_left_and_can_be_silenced(tmp_path, monkeypatch, capsys):
+    from selectgym.bench.harness import Bench
+
+    cfg = BenchConfig(out=str(tmp_path / "b"), suite_size=40, validation_size=4, methods=["random", "full"],
+                      seeds=[0, 1], budgets=[0.1])
+    calls: list = []
+    monkeypatch.setattr(Bench, "finetune", _fake_finetune(calls, die_after=3))
+    with pytest.raises(KeyboardInterrupt):
+        run_bench(cfg, progress=False)
+    assert "select + fine-tune" not in capsys.readouterr().err
+    monkeypatch.setattr(Bench, "finetune", _fake_finetune(calls))
+    run_bench(cfg)
+    assert "select + fine-tune: 100%" in (err := capsys.readouterr().err) and "1/1" in err  # only the run left
+
+
 def test_bench_split_target_scores_on_problems_the_selectors_never_saw(tmp_path, monkeypatch):
     from selectgym.bench.harness import Bench
 
