@@ -27,7 +27,7 @@ import torch
 import yaml
 from machine_load import load_average, load_note
 
-from selectgym.bench.config import BenchConfig
+from selectgym.bench.config import BenchConfig, changed_settings
 from selectgym.bench.harness import run_bench
 from selectgym.bench.report import paired_test, plot, summarise
 from selectgym.data.suite import SuiteConfig
@@ -59,7 +59,7 @@ def saved(cfg: BenchConfig) -> dict | None:
 def committed(name: str, cfg: BenchConfig) -> dict:
     """One benchmark's runs, costs and failures as the committed ``headline.json`` holds them."""
     report = json.loads((RESULTS / "headline.json").read_text())
-    if report.get("configs", {}).get(name) != asdict(cfg):
+    if name not in report.get("configs", {}) or changed_settings(report["configs"][name], cfg):
         print(f"error: benchmarks/results/headline.json holds no {name} runs with the settings of "
               f"{CONFIGS[name].name}: run that benchmark instead of reusing it", file=sys.stderr)
         sys.exit(2)

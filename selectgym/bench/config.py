@@ -5,7 +5,9 @@ Kept apart from the harness so the CLI can build its flags without importing the
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import dataclasses
+from dataclasses import asdict, dataclass, field
+from typing import Any
 
 from selectgym.budget import check_budget
 from selectgym.errors import SelectgymError
@@ -16,6 +18,8 @@ FEATURE_POOLS = {"sft": ["grad", "grad_adam", "loss", "length", "embedding", "ni
 #: which features each method reads (their computation cost is charged to it)
 METHOD_NEEDS = {"random": [], "full": [], "less": ["sft"], "nice": ["sft"], "dpo_gap": ["preference"],
                 "gradalign": ["verifiable"], "policy": ["sft", "preference", "verifiable"]}
+#: AgentConfig settings a benchmark sets itself
+BENCH_AGENT_KEYS = {"algo", "timesteps", "seed", "budget"}
 DEFAULT_METHODS = ["policy", "nice", "less", "gradalign:sim", "gradalign:dot", "gradalign:align",
                    "gradalign:learnalign", "gradalign:accgreedy", "gradalign:rand", "dpo_gap", "random", "full"]
 
@@ -52,6 +56,10 @@ class BenchConfig:
     policy_path: str | None = field(default=None, metadata={
         "help": "a saved policy for the method 'policy' ('{seed}' is replaced by the seed) instead of training one "
                 "per seed on this pool; its training cost is not charged"})
+    agent: dict[str, Any] = field(default_factory=dict, metadata={
+        "help": "settings of the agent trained here for the method 'policy', as in `selectgym train-agent` (e.g. "
+                "'{env_id: selectgym/ExampleSelect-v0, alignment_target: unit_mean}'); agent_algo, "
+                "agent_timesteps, the seed and the budget come from the benchmark"})
     split_target: bool = field(default=False, metadata={
         "help": "align the features with one half of the target set and score on the other (alternating within "
                 "each task), so no selector sees the problems it is scored on"})
@@ -65,3 +73,21 @@ class BenchConfig:
                                  "(GradAlign modes as gradalign:sim|dot|align|learnalign|accgreedy|rand)")
         for b in self.budgets:
             check_budget(b)
+        taken = sorted(set(self.agent) & BENCH_AGENT_KEYS)
+        if taken:
+            raise SelectgymError(f"agent settings {taken} come from the benchmark (agent_algo, agent_timesteps, "
+                                 "seeds, budgets): set those instead")
+        if not self.agent:
+            return
+        from selectgym.agents.config import AgentConfig  # only when asked: the CLI builds flags without it
+
+        unknown = sorted(set(self.agent) - {f.name for f in dataclasses.fields(AgentConfig)})
+        if unknown:
+            raise SelectgymError(f"agent has no setting(s) {unknown}; see `selectgym train-agent --help`")
+
+
+def changed_settings(saved: dict[str, Any], cfg: BenchConfig) -> list[str]:
+    """The settings in which ``cfg`` differs from a saved config; a setting newer than the save counts as its
+    default, so results saved before it existed stay usable."""
+    defaults = asdict(BenchConfig())
+    return sorted(k for k, v in asdict(cfg).items() if saved.get(k, defaults[k]) != v)

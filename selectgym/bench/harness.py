@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 from selectgym.agents.config import AgentConfig
 from selectgym.agents.pools import write_target_halves
 from selectgym.agents.train import train_agent
-from selectgym.bench.config import FEATURE_POOLS, METHOD_NEEDS, BenchConfig
+from selectgym.bench.config import FEATURE_POOLS, METHOD_NEEDS, BenchConfig, changed_settings
 from selectgym.bench.report import FULL, markdown_table, plot, summarise
 from selectgym.data import load_pool
 from selectgym.data.suite import SuiteConfig, make_suite
@@ -105,13 +105,14 @@ class Bench:
         return list(sel.ids), cost + time.perf_counter() - start, digest
 
     def policy(self, budget: float, seed: int, train: FeatureTable, val: FeatureTable | None) -> Path:
-        """Train (once per budget and seed) a policy on the pool's features with the linear reward."""
+        """Train (once per budget and seed) a policy on the pool's features (the ``agent`` settings; by default
+        FeatureSelect with the linear reward)."""
 
         path = self.out / "policies" / f"policy-b{budget}-s{seed}.zip"
         if not path.exists():
             start = time.perf_counter()
-            cfg = AgentConfig(algo=self.cfg.agent_algo, timesteps=self.cfg.agent_timesteps, seed=seed, budget=budget,
-                              progress_bar=False, eval_freq=0)
+            cfg = AgentConfig(**{"progress_bar": False, "eval_freq": 0, **self.cfg.agent, "algo": self.cfg.agent_algo,
+                                 "timesteps": self.cfg.agent_timesteps, "seed": seed, "budget": budget})
             train_agent(cfg, train, val, out=path)
             self.costs[f"agent-{budget}-{seed}"] = time.perf_counter() - start
         return path
@@ -150,8 +151,8 @@ class Bench:
         if not path.exists():
             return [], []
         saved = json.loads(path.read_text())
-        if saved.get("config") != asdict(self.cfg):
-            changed = sorted(k for k, v in asdict(self.cfg).items() if saved.get("config", {}).get(k) != v)
+        changed = changed_settings(saved.get("config", {}), self.cfg)
+        if changed:
             raise SelectgymError(f"{self.out} holds a benchmark with other settings ({', '.join(changed)}): use "
                                  "another --out, or delete that folder to start again")
         digests = {} if not self.cfg.policy_path else {

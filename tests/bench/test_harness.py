@@ -46,6 +46,36 @@ def test_bench_config_errors():
     with pytest.raises(SelectgymError, match="ambiguous"):
         BenchConfig(budgets=[1.0])
     assert BenchConfig(budgets=[5, 0.1]).budgets == [5, 0.1]  # counts and shares, as everywhere
+    with pytest.raises(SelectgymError, match=r"agent settings \['timesteps'\] come from the benchmark"):
+        BenchConfig(agent={"timesteps": 5})
+    with pytest.raises(SelectgymError, match=r"agent has no setting\(s\) \['chunks'\]"):
+        BenchConfig(agent={"chunks": 8})
+
+
+def test_bench_agent_settings_reach_the_policy_it_trains(tmp_path):
+    from selectgym.agents.policy_file import load_policy
+    from selectgym.bench.harness import Bench
+    from tests.envs.synthetic import synthetic_tables
+
+    cfg = BenchConfig(out=str(tmp_path / "b"), agent_algo="ppo", agent_timesteps=128,
+                      agent={"env_id": "selectgym/ExampleSelect-v0", "chunk": 8, "n_envs": 2, "n_steps": 64,
+                             "minibatch_size": 64, "alignment_target": "unit_mean"})
+    path = Bench(cfg).policy(12, 0, *synthetic_tables())
+    sidecar = load_policy(path).sidecar
+    assert sidecar["env_id"] == "selectgym/ExampleSelect-v0" and sidecar["algorithm"] == "ppo"
+    assert sidecar["env_kwargs"]["chunk"] == 8 and sidecar["env_kwargs"]["alignment_target"] == "unit_mean"
+
+
+def test_results_saved_before_a_setting_existed_still_resume(tmp_path):
+    from dataclasses import asdict
+
+    from selectgym.bench.config import changed_settings
+
+    cfg = BenchConfig(out=str(tmp_path / "b"))
+    older = {k: v for k, v in asdict(cfg).items() if k != "agent"}  # saved before `agent` was a setting
+    assert changed_settings(older, cfg) == []
+    assert changed_settings(older, BenchConfig(out=cfg.out, agent={"chunk": 8})) == ["agent"]
+    assert changed_settings({**older, "seeds": [9]}, cfg) == ["seeds"]
 
 
 def _fake_finetune(calls, die_after=None):
