@@ -56,6 +56,10 @@ def test_demo_settings_come_from_configs_demo_yaml_and_flags_override():
     assert cfg.suite_size == shipped["suite_size"] and cfg.methods == shipped["methods"]
     assert cfg.seeds == [0, 1] and shipped["seeds"] != [0, 1]  # the flag won
     assert cfg.split_target  # the default run never scores a method on the target problems it aimed at
+    from selectgym.agents.config import AgentConfig
+
+    agent = AgentConfig(**cfg.agent, algo=cfg.agent_algo)  # the demo's agent settings are a valid agent
+    assert agent.env_id == "selectgym/ExampleSelect-v0" and agent.alignment_target == "unit_mean"
     assert (DEMO_CONFIG.parents[2] / "configs" / "demo.yaml").resolve() == DEMO_CONFIG  # the checkout's copy
 
 
