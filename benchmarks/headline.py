@@ -7,7 +7,9 @@ policy, LESS, NICE, GradAlign sim, the DPO gap, random and full data) and then
 seeds, so its runs pair with the first benchmark's random and full-data runs). ``--skip-smollm2-proxy`` leaves
 the second out; ``--report-only`` writes the results from the runs saved so far (only seeds every method has
 finished) without running anything; ``--reuse mini`` takes the first benchmark's runs from the committed
-``headline.json`` (refused unless its config is the same) instead of running it again.
+``headline.json`` (refused unless its config is the same) instead of running it again. A third benchmark,
+``configs/bench_headline_pool_policy.yaml``, trains the default policy's design on this very pool for each seed
+(``--skip pool_policy`` leaves it out).
 Writes ``benchmarks/results/headline.{json,md}`` and the first benchmark's two plots beside them.
 """
 
@@ -35,7 +37,10 @@ from selectgym.utils import write_json
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = {"mini": ROOT / "configs" / "bench_headline.yaml",
-           "smollm2": ROOT / "configs" / "bench_headline_smollm2_proxy.yaml"}
+           "smollm2": ROOT / "configs" / "bench_headline_smollm2_proxy.yaml",
+           "pool_policy": ROOT / "configs" / "bench_headline_pool_policy.yaml"}
+#: how the rows of the benchmarks after the first are told apart from its own: (label, proxy)
+LABELS = {"smollm2": ("SmolLM2 proxy", "smollm2"), "pool_policy": ("trained on this pool", "mini")}
 RESULTS = Path(__file__).parent / "results"
 
 
@@ -74,7 +79,9 @@ def cell(x: float, digits: int = 3) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--skip-smollm2-proxy", action="store_true", help="run only the mini-proxy benchmark")
+    parser.add_argument("--skip", choices=sorted(LABELS), action="append", default=[],
+                        help="leave this benchmark out (the mini-proxy one always runs)")
+    parser.add_argument("--skip-smollm2-proxy", action="store_true", help="the same as --skip smollm2")
     parser.add_argument("--report-only", action="store_true",
                         help="write the results files from the runs saved so far, without running any")
     parser.add_argument("--reuse", choices=sorted(CONFIGS), action="append", default=[],
@@ -83,8 +90,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     before, started = load_average(), time.perf_counter()
-    chosen = {name: config(path) for name, path in CONFIGS.items()
-              if not (name == "smollm2" and args.skip_smollm2_proxy)}
+    skip = set(args.skip) | ({"smollm2"} if args.skip_smollm2_proxy else set())
+    chosen = {name: config(path) for name, path in CONFIGS.items() if name not in skip}
     results = {name: committed(name, cfg) for name, cfg in chosen.items() if name in args.reuse}
     for name, cfg in chosen.items():
         if name in results:
@@ -98,11 +105,12 @@ def main(argv: list[str] | None = None) -> int:
     main_runs = results["mini"]["runs"]
     cfg = results["mini"]["config"]
     rows = [{**r, "proxy": "mini"} for r in summarise(main_runs)]
-    if "smollm2" in results:  # pair SmolLM2-as-proxy runs with the mini benchmark's random and full runs by seed
-        baselines = [r for r in main_runs if r["method"] in ("random", "full")]
-        for row in summarise(results["smollm2"]["runs"] + baselines):
-            if row["method"] not in ("random", "full"):
-                rows.append({**row, "method": f"{row['method']} (SmolLM2 proxy)", "proxy": "smollm2"})
+    baselines = [r for r in main_runs if r["method"] in ("random", "full")]
+    for name, (label, proxy) in LABELS.items():  # paired with the mini benchmark's random and full runs by seed
+        if name in results:
+            for row in summarise(results[name]["runs"] + baselines):
+                if row["method"] not in ("random", "full"):
+                    rows.append({**row, "method": f"{row['method']} ({label})", "proxy": proxy})
     suite = SuiteConfig(seed=cfg["suite_seed"], size=cfg["suite_size"], validation_size=cfg["validation_size"])
     n_val = cfg["validation_size"] // 2 if cfg["split_target"] else cfg["validation_size"]
     report = {
@@ -131,7 +139,9 @@ def main(argv: list[str] | None = None) -> int:
              f"steps (batch {cfg['ft_batch_size']}, lr {cfg['ft_lr']}); `full` trains one epoch over the whole pool. "
              f"Features from the `mini` proxy (d = {cfg['proj_dim']}); `policy` is the default transfer policy "
              "(`configs/policy_transfer.yaml`, trained with each seed on pools of other composition, never on this "
-             f"pool). {len({r['seed'] for r in main_runs})} seeds (selection and training); paired t-tests over seeds. "
+             "pool); `policy (trained on this pool)` is the same design trained for each seed on this pool "
+             f"(`configs/bench_headline_pool_policy.yaml`). {len({r['seed'] for r in main_runs})} seeds (selection "
+             "and training); paired t-tests over seeds. "
              "`useful share`: clean and on-target picks (ground truth, read for measuring only).", "",
              "| method | proxy | accuracy (mean +- std) | vs random (p) | vs full (p) | useful share | select s | "
              "train s |", "|---|---|---:|---:|---:|---:|---:|---:|"]
@@ -143,9 +153,10 @@ def main(argv: list[str] | None = None) -> int:
     acc: dict[str, dict[int, float]] = {}
     for name, r in results.items():
         for run in r["runs"]:
-            label = run["method"] if name == "mini" else f"{run['method']} (SmolLM2 proxy)"
+            label = run["method"] if name == "mini" else f"{run['method']} ({LABELS[name][0]})"
             acc.setdefault(label, {})[run["seed"]] = run["accuracy"]
-    best = max((r for r in rows if r["method"] not in ("policy", "random", "full")), key=lambda r: r["mean"])
+    best = max((r for r in rows if not r["method"].startswith("policy") and r["method"] not in ("random", "full")),
+               key=lambda r: r["mean"])
     common = sorted(set(acc.get("policy", {})) & set(acc[best["method"]]))
     diff, p = paired_test([acc["policy"][s] for s in common], [acc[best["method"]][s] for s in common])
     lines += ["", f"Best classic selector: {best['method']} ({best['mean']:.3f}); policy minus it: {diff:+.3f} "
