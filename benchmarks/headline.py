@@ -162,8 +162,9 @@ def main(argv: list[str] | None = None) -> int:
     lines += ["", f"Best classic selector: {best['method']} ({best['mean']:.3f}); policy minus it: {diff:+.3f} "
               f"(paired p = {cell(p, 2)}).", "",
               "`select s` is the selection's whole cost per seed: the proxy's features for every method that needs "
-              "them (computed once, charged to each), plus scoring or applying the policy (the policy's own "
-              "training, once, is not charged). `train s` is SmolLM2's LoRA fine-tuning. Feature cost (s): "
+              "them (computed once, charged to each), plus scoring or applying the policy (the transfer policy's "
+              "own training, once, is not charged; the pool-trained policy's is). `train s` is SmolLM2's LoRA "
+              "fine-tuning. Feature cost (s): "
               + "; ".join(f"{name} proxy: " + ", ".join(f"{k} {v:.0f}" for k, v in c.items()
                                                          if not k.startswith("agent"))
                           for name, c in report["costs"].items()) + ".",
