@@ -60,6 +60,9 @@ class BenchConfig:
         "help": "settings of the agent trained here for the method 'policy', as in `selectgym train-agent` (e.g. "
                 "'{env_id: selectgym/ExampleSelect-v0, alignment_target: unit_mean}'); agent_algo, "
                 "agent_timesteps, the seed and the budget come from the benchmark"})
+    balance_subtasks: str | None = field(default=None, metadata={
+        "help": "share the budget of policy, less and nice among the target's subtasks, named by this field of each "
+                "target example (e.g. task), as `selectgym select --balance-subtasks` does"})
     split_target: bool = field(default=False, metadata={
         "help": "align the features with one half of the target set and score on the other (alternating within "
                 "each task), so no selector sees the problems it is scored on"})

@@ -34,11 +34,14 @@ from selectgym.finetune.train import train
 from selectgym.proxies.pipeline import FeatureConfig, compute_features, load_features
 from selectgym.proxies.table import FeatureTable, merge_tables
 from selectgym.selectors import get_selector
+from selectgym.selectors.coverage import subtask_labels
 from selectgym.utils import file_digest, write_json
 
 __all__ = ["Bench", "BenchConfig", "run_bench"]
 
 log = logging.getLogger(__name__)
+#: methods that share their budget among the target's subtasks with ``balance_subtasks``
+BALANCED = ("policy", "less", "nice")
 
 class Bench:
     """Runs a ``BenchConfig``; each stage is a method so a test can run or replace it."""
@@ -100,6 +103,9 @@ class Bench:
             digest = file_digest(options["policy_path"])
         else:
             options = {"mode": mode} if mode else {}
+        if self.cfg.balance_subtasks and name in BALANCED:
+            options.update(subtasks=subtask_labels(load_pool(self._val_select), self.cfg.balance_subtasks),
+                           **({} if name == "policy" else {"balance": True}))
         sel = get_selector(name, **options).select(train if train is not None else self._id_table(), val, budget,
                                                     seed)
         return list(sel.ids), cost + time.perf_counter() - start, digest

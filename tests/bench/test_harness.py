@@ -141,6 +141,33 @@ def test_bench_split_target_scores_on_problems_the_selectors_never_saw(tmp_path,
         assert sorted({ex.meta["task"] for ex in half}) == tasks
 
 
+def test_bench_balance_gives_the_target_subtasks_to_policy_less_and_nice_only(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from selectgym.bench import harness
+
+    cfg = BenchConfig(out=str(tmp_path / "b"), suite_size=40, validation_size=8, methods=["less", "random"],
+                      seeds=[0], budgets=[0.1], split_target=True, balance_subtasks="task",
+                      policy_path=str(tmp_path / "policy.zip"))
+    (tmp_path / "policy.zip").write_bytes(b"a saved policy")
+    bench = harness.Bench(cfg)
+    bench._suite = bench.pools()
+    seen = {}
+
+    def fake_selector(name, **options):
+        seen[name] = options
+        return SimpleNamespace(select=lambda *args: SimpleNamespace(ids=["x"]))
+
+    monkeypatch.setattr(harness, "get_selector", fake_selector)
+    for method in ("policy", "less", "nice", "random", "gradalign:sim"):
+        bench.select(method, 0.1, 0, None, None)
+    tasks = [ex.meta["task"] for ex in load_pool(tmp_path / "b" / "target_select.jsonl")]  # the half they align with
+    assert len(set(tasks)) == 2
+    assert seen["less"] == seen["nice"] == {"balance": True, "subtasks": tasks}
+    assert seen["policy"] == {"policy_path": tmp_path / "policy.zip", "subtasks": tasks}
+    assert seen["random"] == {} and seen["gradalign"] == {"mode": "sim"}
+
+
 def test_bench_missing_saved_policy_is_one_clear_error_before_any_work(tmp_path):
     cfg = BenchConfig(out=str(tmp_path / "b"), suite_size=40, validation_size=4, methods=["policy", "random"],
                       seeds=[0, 1], policy_path=str(tmp_path / "policy-s{seed}.zip"))
