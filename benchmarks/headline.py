@@ -9,7 +9,8 @@ the second out; ``--report-only`` writes the results from the runs saved so far 
 finished) without running anything; ``--reuse mini`` takes the first benchmark's runs from the committed
 ``headline.json`` (refused unless its config is the same) instead of running it again. A third benchmark,
 ``configs/bench_headline_pool_policy.yaml``, trains the default policy's design on this very pool for each seed
-(``--skip pool_policy`` leaves it out).
+(``--skip pool_policy`` leaves it out), and a fourth, ``configs/bench_headline_pool_policy_balanced.yaml``, shares
+that policy's budget among the target's subtasks.
 Writes ``benchmarks/results/headline.{json,md}`` and the first benchmark's two plots beside them.
 """
 
@@ -38,9 +39,11 @@ from selectgym.utils import write_json
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = {"mini": ROOT / "configs" / "bench_headline.yaml",
            "smollm2": ROOT / "configs" / "bench_headline_smollm2_proxy.yaml",
-           "pool_policy": ROOT / "configs" / "bench_headline_pool_policy.yaml"}
+           "pool_policy": ROOT / "configs" / "bench_headline_pool_policy.yaml",
+           "pool_policy_balanced": ROOT / "configs" / "bench_headline_pool_policy_balanced.yaml"}
 #: how the rows of the benchmarks after the first are told apart from its own: (label, proxy)
-LABELS = {"smollm2": ("SmolLM2 proxy", "smollm2"), "pool_policy": ("trained on this pool", "mini")}
+LABELS = {"smollm2": ("SmolLM2 proxy", "smollm2"), "pool_policy": ("trained on this pool", "mini"),
+          "pool_policy_balanced": ("trained on this pool, subtasks balanced", "mini")}
 RESULTS = Path(__file__).parent / "results"
 
 
