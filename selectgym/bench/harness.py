@@ -43,6 +43,7 @@ log = logging.getLogger(__name__)
 #: methods that share their budget among the target's subtasks with ``balance_subtasks``
 BALANCED = ("policy", "less", "nice")
 
+
 class Bench:
     """Runs a ``BenchConfig``; each stage is a method so a test can run or replace it."""
 
