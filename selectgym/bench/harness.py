@@ -64,6 +64,9 @@ class Bench:
         if self.cfg.split_target:
             self._val_select, self._val_eval = self.out / "target_select.jsonl", self.out / "target_eval.jsonl"
             write_target_halves(folder / "validation.jsonl", self._val_select, self._val_eval)
+        # read once, and a target without the field fails here, before any features or training
+        self._subtasks = (subtask_labels(load_pool(self._val_select), self.cfg.balance_subtasks)
+                          if self.cfg.balance_subtasks else None)
         return folder
 
     def needed_pools(self) -> list[str]:
@@ -104,9 +107,8 @@ class Bench:
             digest = file_digest(options["policy_path"])
         else:
             options = {"mode": mode} if mode else {}
-        if self.cfg.balance_subtasks and name in BALANCED:
-            options.update(subtasks=subtask_labels(load_pool(self._val_select), self.cfg.balance_subtasks),
-                           **({} if name == "policy" else {"balance": True}))
+        if self._subtasks is not None and name in BALANCED:
+            options.update(subtasks=self._subtasks, **({} if name == "policy" else {"balance": True}))
         sel = get_selector(name, **options).select(train if train is not None else self._id_table(), val, budget,
                                                     seed)
         return list(sel.ids), cost + time.perf_counter() - start, digest
