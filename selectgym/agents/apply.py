@@ -125,6 +125,7 @@ def greedy_in_blocks(env: ExampleSelectEnv, score, passes: int = FULL_PASSES) ->
         m = min(per_pass, env.budget - len(env.taken))
         k = min(len(open_rows), SHORTLIST_PER_PICK * m)
         short = open_rows[np.argpartition(-scores, k - 1)[:k]]
+        short_unit = unit[short]  # gathered once per block, not once per pick
         red, live, picked = env.redundancy[short].copy(), np.ones(k, dtype=bool), []
         for _ in range(m):
             at = np.flatnonzero(live)
@@ -133,7 +134,7 @@ def greedy_in_blocks(env: ExampleSelectEnv, score, passes: int = FULL_PASSES) ->
             env.take(row, update_redundancy=False)
             live[best] = False
             picked.append(row)
-            red = np.maximum(red, unit[short] @ unit[row])
+            red = np.maximum(red, short_unit @ unit[row])
         env.update_redundancy(picked)
 
 
