@@ -10,6 +10,7 @@ Every run is saved as it ends: started again with the same config and ``out``, t
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import time
@@ -31,6 +32,7 @@ from selectgym.errors import SelectgymError
 from selectgym.finetune.config import FinetuneConfig
 from selectgym.finetune.evaluate import evaluate
 from selectgym.finetune.train import train
+from selectgym.proxies.models import weights_digest
 from selectgym.proxies.pipeline import FeatureConfig, compute_features, load_features
 from selectgym.proxies.table import FeatureTable, merge_tables
 from selectgym.selectors import get_selector
@@ -172,9 +174,30 @@ class Bench:
         if len(runs) < len(saved.get("runs", [])):
             log.warning("%d policy runs of %s used another file at policy_path: running them again",
                         len(saved["runs"]) - len(runs), self.out)
+        self._check_proxy_build(saved)
         self.costs.update(saved.get("costs", {}))
         log.info("resuming %s: %d runs done", self.out, len(saved.get("runs", [])))
         return runs, list(saved.get("failures", []))
+
+    @functools.cached_property
+    def proxy_digest(self) -> str | None:
+        """The digest of the proxy's weights when a method reads it (``proxies.models.weights_digest``)."""
+        return weights_digest(self.cfg.proxy) if self.needed_pools() else None
+
+    def _check_proxy_build(self, saved: dict[str, Any]) -> None:
+        """Refuse to add runs to ones selected with other proxy weights: a proxy pretrained on another machine
+        (``mini``) has other weights, other features and other picks, and a table mixing both compares neither."""
+        read = [r for r in saved.get("runs", []) if METHOD_NEEDS[r["method"].split(":")[0]]]
+        recorded = saved.get("proxy_digest")
+        if not read or recorded == self.proxy_digest:
+            return
+        if recorded is None:
+            log.warning("%s: its %d saved runs that read the proxy do not record its weights; they are assumed to "
+                        "come from this build of %s", self.out, len(read), self.cfg.proxy)
+            return
+        raise SelectgymError(f"{self.out} holds runs selected with another build of the proxy {self.cfg.proxy!r} "
+                             f"(weights {recorded}, here {self.proxy_digest}; a model pretrained on another machine "
+                             "has other weights): use another --out, or delete that folder to start again")
 
     def run(self) -> dict[str, Any]:
         cfg = self.cfg
@@ -209,8 +232,8 @@ class Bench:
             log.info("%s budget=%s seed=%d: accuracy %.3f, val loss %.3f", method, budget, seed,
                      run["accuracy"], run["val_loss"])
             runs.append(run)
-            write_json(self.out / "runs.json", {"config": asdict(cfg), "runs": runs, "costs": self.costs,
-                                                "failures": failures})
+            write_json(self.out / "runs.json", {"config": asdict(cfg), "proxy_digest": self.proxy_digest,
+                                                "runs": runs, "costs": self.costs, "failures": failures})
         if not runs:
             raise SelectgymError(f"every method failed; first error: {failures[0]['error']}")
         rows = summarise(runs)
@@ -220,7 +243,8 @@ class Bench:
         table += "\n" if failures else ""
         (self.out / "table.md").write_text(table)
         plots = plot(rows, self.out)
-        result = {"config": asdict(cfg), "runs": runs, "failures": failures, "summary": rows, "costs": self.costs,
+        result = {"config": asdict(cfg), "proxy_digest": self.proxy_digest, "runs": runs, "failures": failures,
+                  "summary": rows, "costs": self.costs,
                   "plots": [str(p) for p in plots], "table": table}
         write_json(self.out / "runs.json", result)
         return result

@@ -9,6 +9,7 @@ the first load copies the weights into a config-built model and caches that as s
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import json
 import logging
@@ -21,13 +22,15 @@ import torch
 
 from selectgym.errors import SelectgymError
 from selectgym.proxies.mini import MINI_NAME, mini_dir
-from selectgym.utils import atomic_dir, cache_dir, write_json
+from selectgym.utils import atomic_dir, cache_dir, file_digest, stable_hash, write_json
 
 log = logging.getLogger(__name__)
 
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 TINY_NAME = "tiny"
 SMOLLM2_NAME = "smollm2"
+#: the files that hold a model's weights, in a Hugging Face folder
+WEIGHT_FILES = ("*.safetensors", "*.bin", "*.gguf")
 
 
 @dataclass(frozen=True)
@@ -187,3 +190,29 @@ def load_model(name_or_path: str = TINY_NAME, dtype: torch.dtype = torch.float32
             model = AutoModelForCausalLM.from_pretrained(_local(name_or_path), dtype=dtype)
     model.config.pad_token_id = tok.pad_token_id
     return model, tok
+
+
+def weights_digest(name_or_path: str) -> str | None:
+    """A digest of the weights ``load_model(name_or_path)`` would load, or None for ``tiny`` (built from its config,
+    the same everywhere).
+
+    Features, and every result selected from them, depend on these bytes, not only on the model's name: ``mini``
+    is pretrained on each machine, and another CPU's floating point gives other weights. Stores and benchmarks
+    record the digest so that results from two builds are never mixed.
+    """
+    if name_or_path == TINY_NAME:
+        return None
+    if name_or_path == MINI_NAME:
+        folder = mini_dir()
+    elif name_or_path == SMOLLM2_NAME:
+        folder = smollm2_dir()
+    else:
+        folder = Path(_local(name_or_path))
+    files = [folder] if folder.is_file() else sorted(f for pattern in WEIGHT_FILES for f in folder.glob(pattern))
+    return stable_hash([[f.name, _cached_digest(str(f), f.stat().st_size, f.stat().st_mtime_ns)] for f in files])
+
+
+@functools.lru_cache(maxsize=64)
+def _cached_digest(path: str, size: int, mtime_ns: int) -> str:
+    """A file's digest, read once per process for as long as its size and time stamp stay the same."""
+    return file_digest(path)

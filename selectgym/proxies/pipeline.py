@@ -25,6 +25,7 @@ from selectgym.errors import SelectgymError
 from selectgym.proxies.distributed import barrier, dist_env, process_group
 from selectgym.proxies.feature_config import FeatureConfig
 from selectgym.proxies.features import FEATURES
+from selectgym.proxies.models import weights_digest
 from selectgym.proxies.proxy import Proxy, build_proxy
 from selectgym.proxies.store import FeatureStore
 from selectgym.proxies.table import FeatureTable
@@ -73,9 +74,13 @@ def val_table(proxy: Proxy, examples: Sequence[Example]) -> dict[str, np.ndarray
 
 
 def store_material(cfg: FeatureConfig, pool: Pool, val: Pool | None) -> dict[str, Any]:
-    """What the store's key is hashed from: model, adapter, pool and validation content, config."""
+    """What the store's key is hashed from: model and its weights, adapter, pool and validation content, config.
+
+    The weights' digest keeps the features of two builds of one model (``mini`` pretrained on another machine)
+    in different stores: a resumed store never mixes them."""
     model = str(Path(cfg.model).resolve()) if Path(cfg.model).exists() else cfg.model
-    return {"model": model, "adapter": dataclasses.asdict(cfg.lora_spec()), "pool_hash": pool.content_hash,
+    return {"model": model, "weights": weights_digest(cfg.model), "adapter": dataclasses.asdict(cfg.lora_spec()),
+            "pool_hash": pool.content_hash,
             "val_hash": val.content_hash if val is not None else None, "config": cfg.to_dict()}
 
 
@@ -95,13 +100,15 @@ def compute_features(pool_path: str | os.PathLike, val_path: str | os.PathLike |
     val = load_pool(val_path) if val_path is not None else None
     check_pools(cfg, pool, val)
     n_shards = -(-len(pool) // cfg.shard_size)
+    material = store_material(cfg, pool, val)
     meta = {"pool_path": str(Path(pool_path).resolve()), "val_path": str(Path(val_path).resolve()) if val_path
             else None, "pool_hash": pool.content_hash, "val_hash": val.content_hash if val is not None else None,
             "pool_format": pool.format, "n_pool": len(pool), "n_val": len(val) if val is not None else 0,
-            "model": cfg.model, "config": cfg.to_dict(), "features": list(cfg.features), "shards": n_shards}
+            "model": cfg.model, "weights": material["weights"], "config": cfg.to_dict(),
+            "features": list(cfg.features), "shards": n_shards}
     root = Path(out_dir)
     with process_group(world_size):
-        store = _open_store(root, store_material(cfg, pool, val), meta, rank, world_size, cfg.grad_dtype)
+        store = _open_store(root, material, meta, rank, world_size, cfg.grad_dtype)
         if store.complete:
             log.info("features already complete at %s", store.path)
             if rank == 0:

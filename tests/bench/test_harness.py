@@ -109,6 +109,29 @@ def test_bench_resumes_after_a_kill_and_refuses_other_settings(tmp_path, monkeyp
         run_bench(BenchConfig(**{**cfg.__dict__, "seeds": [0, 1, 2]}))
 
 
+def test_resume_refuses_runs_selected_with_another_build_of_the_proxy(tmp_path, caplog):
+    from selectgym.bench.harness import Bench
+
+    cfg = BenchConfig(out=str(tmp_path / "b"), methods=["less", "random"], seeds=[0])
+    bench = Bench(cfg, progress=False)
+    bench.proxy_digest = "aaaa"
+    less = {"method": "less", "budget": 0.05, "seed": 0, "accuracy": 0.1}
+    random_run = {**less, "method": "random"}
+
+    def saved(runs, **extra):
+        (tmp_path / "b").mkdir(exist_ok=True)
+        (tmp_path / "b" / "runs.json").write_text(json.dumps({"config": cfg.__dict__, "runs": runs, **extra}))
+        return bench.resume()[0]
+
+    assert saved([less], proxy_digest="aaaa") == [less]
+    with pytest.raises(SelectgymError, match=r"another build of the proxy 'tiny' \(weights bbbb, here aaaa"):
+        saved([less], proxy_digest="bbbb")
+    assert saved([random_run], proxy_digest="bbbb") == [random_run]  # random reads no proxy: any build will do
+    with caplog.at_level("WARNING"):
+        assert saved([less]) == [less]  # saved before builds were recorded: kept, and said so
+    assert "do not record its weights" in caplog.text
+
+
 def test_bench_bar_counts_the_runs_left_and_can_be_silenced(tmp_path, monkeypatch, capsys):
     from selectgym.bench.harness import Bench
 

@@ -3,7 +3,7 @@ import torch
 
 from selectgym.errors import SelectgymError
 from selectgym.proxies.lora import LoraSpec, attach_lora
-from selectgym.proxies.models import TinyConfig, load_model, tiny_model
+from selectgym.proxies.models import TinyConfig, load_model, tiny_model, weights_digest
 
 
 def test_tiny_model_is_seeded_and_leaves_global_rng(tokenizer):
@@ -44,6 +44,19 @@ def test_local_hf_folder_round_trip(tmp_path, tokenizer):
     ids = torch.tensor([[1, 2, 3]])
     assert torch.allclose(model(ids).logits, loaded(ids).logits)
     assert tok.pad_token_id is not None
+
+
+def test_weights_digest_tells_two_builds_of_one_folder_apart(tmp_path, tokenizer):
+    assert weights_digest("tiny") is None  # built from its config: the same weights everywhere
+    tiny_model(tokenizer, TinyConfig(seed=5)).save_pretrained(tmp_path)
+    first = weights_digest(str(tmp_path))
+    assert first == weights_digest(str(tmp_path)) and len(first) == 16
+    tiny_model(tokenizer, TinyConfig(seed=6)).save_pretrained(tmp_path)  # same name and size, other weights
+    assert weights_digest(str(tmp_path)) != first
+    tiny_model(tokenizer, TinyConfig(seed=5)).save_pretrained(tmp_path)  # the first weights again
+    assert weights_digest(str(tmp_path)) == first
+    with pytest.raises(SelectgymError, match="never downloads"):
+        weights_digest("HuggingFaceTB/SmolLM2-135M")
 
 
 @pytest.mark.slow

@@ -233,6 +233,18 @@ def test_key_changes_with_config_and_pool(small_suite):
     assert key != store_key(store_material(cfg, pool, val[:3]))
 
 
+def test_key_changes_with_the_weights_behind_one_model_path(small_suite, tmp_path, tokenizer):
+    """Two builds of one model folder (``mini`` pretrained on two machines) must not share a store."""
+    from selectgym.proxies.models import TinyConfig, tiny_model
+
+    pool, val = load_pool(small_suite / "sft.jsonl"), load_pool(small_suite / "validation.jsonl")
+    cfg = FeatureConfig(**{**SMALL, "model": str(tmp_path)})
+    tiny_model(tokenizer, TinyConfig(seed=1)).save_pretrained(tmp_path)
+    key = store_key(store_material(cfg, pool, val))
+    tiny_model(tokenizer, TinyConfig(seed=2)).save_pretrained(tmp_path)
+    assert store_key(store_material(cfg, pool, val)) != key
+
+
 @pytest.mark.slow
 def test_resume_after_a_crash_equals_a_clean_run(small_suite, tmp_path, monkeypatch):
     cfg = FeatureConfig(**SMALL, features=["grad", "loss", "length"])
