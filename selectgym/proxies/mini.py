@@ -8,7 +8,8 @@ is a byte-level BPE trained on that text with every digit its own token, so numb
 digit. The loss covers the replies (prompt tokens get ``prompt_loss_weight``), which is what the
 proxy's features read, and weighs every example alike: a token-weighted mean would let the few
 families with long answers, such as word sorting, outweigh the arithmetic. Everything is drawn from
-``MiniConfig.seed``: the same config gives the same weights on the same machine. The build is cached
+``MiniConfig.seed``: the same config gives the same weights on the same machine, but another CPU's floating
+point gives other weights (``models.weights_digest`` tells builds apart). The build is cached
 under ``$SELECTGYM_CACHE/models/mini-<hash>``.
 """
 
