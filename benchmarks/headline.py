@@ -7,7 +7,9 @@ policy, LESS, NICE, GradAlign sim, the DPO gap, random and full data) and then
 seeds, so its runs pair with the first benchmark's random and full-data runs). ``--skip-smollm2-proxy`` leaves
 the second out; ``--report-only`` writes the results from the runs saved so far (only seeds every method has
 finished) without running anything; ``--reuse mini`` takes the first benchmark's runs from the committed
-``headline.json`` (refused unless its config is the same) instead of running it again. A third benchmark,
+``headline.json`` (refused unless its config is the same, and unless its proxy weights are this machine's build
+when it recorded them) instead of running it again; ``--reuse-baselines`` takes only its random and full-data
+runs, which read no proxy, and runs the rest. A third benchmark,
 ``configs/bench_headline_pool_policy.yaml``, trains the default policy's design on this very pool for each seed
 (``--skip pool_policy`` leaves it out), and a fourth, ``configs/bench_headline_pool_policy_balanced.yaml``, shares
 that policy's budget among the target's subtasks.
@@ -34,6 +36,7 @@ from selectgym.bench.config import BenchConfig, changed_settings
 from selectgym.bench.harness import run_bench
 from selectgym.bench.report import paired_test, plot, summarise
 from selectgym.data.suite import SuiteConfig
+from selectgym.proxies.models import weights_digest
 from selectgym.utils import write_json
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -45,6 +48,8 @@ CONFIGS = {"mini": ROOT / "configs" / "bench_headline.yaml",
 LABELS = {"smollm2": ("SmolLM2 proxy", "smollm2"), "pool_policy": ("trained on this pool", "mini"),
           "pool_policy_balanced": ("trained on this pool, subtasks balanced", "mini")}
 RESULTS = Path(__file__).parent / "results"
+#: the methods that read no proxy: their runs hold for any build of it
+BASELINES = ("random", "full")
 
 
 def config(path: Path) -> BenchConfig:
@@ -64,16 +69,39 @@ def saved(cfg: BenchConfig) -> dict | None:
     return result
 
 
-def committed(name: str, cfg: BenchConfig) -> dict:
-    """One benchmark's runs, costs and failures as the committed ``headline.json`` holds them."""
+def committed(name: str, cfg: BenchConfig, check_build: bool = True) -> dict:
+    """One benchmark's runs, costs and failures as the committed ``headline.json`` holds them; ``check_build``
+    refuses them if they record proxy weights other than this machine's build."""
     report = json.loads((RESULTS / "headline.json").read_text())
     if name not in report.get("configs", {}) or changed_settings(report["configs"][name], cfg):
         print(f"error: benchmarks/results/headline.json holds no {name} runs with the settings of "
               f"{CONFIGS[name].name}: run that benchmark instead of reusing it", file=sys.stderr)
         sys.exit(2)
+    recorded = report.get("proxy_digests", {}).get(name)
+    here = weights_digest(cfg.proxy) if check_build else recorded
+    if recorded is not None and recorded != here:
+        print(f"error: the committed {name} runs were selected with another build of {cfg.proxy} (weights "
+              f"{recorded}, here {here}; a proxy pretrained on another machine has other weights): run that "
+              "benchmark instead of reusing it", file=sys.stderr)
+        sys.exit(2)
+    if recorded is None and check_build:
+        print(f"note: the committed {name} runs do not record their proxy's weights, so they cannot be checked "
+              f"against this build of {cfg.proxy}", file=sys.stderr)
     runs = report["runs"][name]
-    return {"config": report["configs"][name], "runs": runs, "costs": report["costs"][name],
+    return {"config": report["configs"][name], "runs": runs, "costs": report["costs"][name], "proxy_digest": recorded,
             "failures": report["failures"][name], "plots": [str(p) for p in plot(summarise(runs), cfg.out)]}
+
+
+def seed_baselines(cfg: BenchConfig) -> None:
+    """Start the mini benchmark from the committed random and full-data runs: neither reads the proxy, so they
+    stand for any build of it, and they are the slowest runs (full data is a whole epoch). A run already started
+    keeps its own."""
+    path = Path(cfg.out) / "runs.json"
+    if path.exists():
+        return
+    report = committed("mini", cfg, check_build=False)
+    write_json(path, {"config": report["config"], "failures": [],
+                      "runs": [r for r in report["runs"] if r["method"] in BASELINES]})
 
 
 def cell(x: float, digits: int = 3) -> str:
@@ -89,6 +117,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="write the results files from the runs saved so far, without running any")
     parser.add_argument("--reuse", choices=sorted(CONFIGS), action="append", default=[],
                         help="take this benchmark's runs from the committed headline.json instead of running it")
+    parser.add_argument("--reuse-baselines", action="store_true",
+                        help="take the mini benchmark's random and full-data runs, which read no proxy, from the "
+                             "committed headline.json and run only the methods that read the proxy")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -96,6 +127,8 @@ def main(argv: list[str] | None = None) -> int:
     skip = set(args.skip) | ({"smollm2"} if args.skip_smollm2_proxy else set())
     chosen = {name: config(path) for name, path in CONFIGS.items() if name not in skip}
     results = {name: committed(name, cfg) for name, cfg in chosen.items() if name in args.reuse}
+    if args.reuse_baselines and "mini" not in results and not args.report_only:
+        seed_baselines(chosen["mini"])
     for name, cfg in chosen.items():
         if name in results:
             continue
@@ -108,11 +141,11 @@ def main(argv: list[str] | None = None) -> int:
     main_runs = results["mini"]["runs"]
     cfg = results["mini"]["config"]
     rows = [{**r, "proxy": "mini"} for r in summarise(main_runs)]
-    baselines = [r for r in main_runs if r["method"] in ("random", "full")]
+    baselines = [r for r in main_runs if r["method"] in BASELINES]
     for name, (label, proxy) in LABELS.items():  # paired with the mini benchmark's random and full runs by seed
         if name in results:
             for row in summarise(results[name]["runs"] + baselines):
-                if row["method"] not in ("random", "full"):
+                if row["method"] not in BASELINES:
                     rows.append({**row, "method": f"{row['method']} ({label})", "proxy": proxy})
     suite = SuiteConfig(seed=cfg["suite_seed"], size=cfg["suite_size"], validation_size=cfg["validation_size"])
     n_val = cfg["validation_size"] // 2 if cfg["split_target"] else cfg["validation_size"]
@@ -121,6 +154,7 @@ def main(argv: list[str] | None = None) -> int:
         "environment": f"Python {platform.python_version()}, torch {torch.__version__} ({args.threads} threads)",
         "configs": {name: asdict(config(path)) for name, path in CONFIGS.items() if name in results},
         "summary": rows, "costs": {name: r["costs"] for name, r in results.items()},
+        "proxy_digests": {name: r.get("proxy_digest") for name, r in results.items()},
         "runs": {name: [{k: v for k, v in run.items() if k != "ids"} for run in r["runs"]]
                  for name, r in results.items()},
         "failures": {name: r["failures"] for name, r in results.items()},
@@ -158,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
         for run in r["runs"]:
             label = run["method"] if name == "mini" else f"{run['method']} ({LABELS[name][0]})"
             acc.setdefault(label, {})[run["seed"]] = run["accuracy"]
-    best = max((r for r in rows if not r["method"].startswith("policy") and r["method"] not in ("random", "full")),
+    best = max((r for r in rows if not r["method"].startswith("policy") and r["method"] not in BASELINES),
                key=lambda r: r["mean"])
     common = sorted(set(acc.get("policy", {})) & set(acc[best["method"]]))
     diff, p = paired_test([acc["policy"][s] for s in common], [acc[best["method"]][s] for s in common])
@@ -171,6 +205,12 @@ def main(argv: list[str] | None = None) -> int:
               + "; ".join(f"{name} proxy: " + ", ".join(f"{k} {v:.0f}" for k, v in c.items()
                                                          if not k.startswith("agent"))
                           for name, c in report["costs"].items()) + ".",
+              "", "Proxy weights (digest of the build each benchmark's features came from; a proxy pretrained on "
+              "another machine has other weights, other features and other picks): "
+              + "; ".join(f"{name} ({config(CONFIGS[name]).proxy}): {d or 'not recorded'}"
+                          for name, d in report["proxy_digests"].items()) + "."
+              + (" `random` and `full` read no proxy; their runs come from an earlier call (`--reuse-baselines`)."
+                 if args.reuse_baselines else ""),
               "", "Plots: `headline_accuracy_vs_budget.png` (accuracy and useful share per method), "
               "`headline_cost_per_method.png` (selection vs training seconds)."]
     failed = [f"{f['method']} seed {f['seed']}: {f['error']}" for fs in report["failures"].values() for f in fs]
