@@ -121,6 +121,13 @@ def fit_reward(studies: list[dict]) -> dict:
 
 
 # -- 3. policies -----------------------------------------------------------------------------------------------
+def training_seconds(folder: Path, name: str, seeds: list[int]) -> float | None:
+    """Mean training seconds of a policy over the seeds this benchmark trained it for; None when every one was
+    trained elsewhere (``selectgym train-agent`` writes the same policy without a timing file)."""
+    timed = [float(p.read_text()) for s in seeds if (p := folder / f"{name}-s{s}.seconds").exists()]
+    return float(np.mean(timed)) if timed else None
+
+
 def train_policies(triples: list[tuple], weights: dict | None, budget: float, seed: int, out: Path,
                    only: tuple[str, ...] | None = None) -> dict[str, Path]:
     """The default policy as the documented command trains it (agent seed ``seed``), its lever variants, and the
@@ -245,8 +252,7 @@ def main(argv: list[str] | None = None) -> int:
                                   "size": s.size, "target_share": s.target_share, "defect_rate": s.defect_rate}
                                  for s in pools_cfg.suites()],
               "reward_study": study,
-              "policy_seconds": {n: float(np.mean([float((work / "policies" / f"{n}-s{s}.seconds").read_text())
-                                                   for s in args.seeds])) for n in POLICIES}}
+              "policy_seconds": {n: training_seconds(work / "policies", n, args.seeds) for n in POLICIES}}
     for spec in EVAL_POOLS:
         report["pools"][spec.name] = {
             "held_out": spec.held_out, "families": spec.families, "target": list(spec.target),
