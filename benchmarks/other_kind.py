@@ -31,6 +31,7 @@ from transfer_pools import training_pools
 from selectgym.data import load_pool
 from selectgym.data.humaneval import humaneval_mix
 from selectgym.data.suite import DEFAULT_OFF_TARGET
+from selectgym.proxies.models import weights_digest
 from selectgym.proxies.pipeline import compute_features, load_features
 from selectgym.utils import write_json, write_jsonl
 
@@ -81,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     n_defective = sum(m["on_target"] and not m["clean"] for m in labels)
     command = "cd /work/main && .venv/bin/python " + shlex.join(["benchmarks/other_kind.py", *sys.argv[1:]])
     report = {"command": command, "seconds": round(time.perf_counter() - started, 1), "budget": args.budget,
-              "pool_useful_share": pool_share, "methods": methods,
+              "pool_useful_share": pool_share, "methods": methods, "proxy_digest": weights_digest("mini"),
               "load_note": load_note(before, load_average())}
     out = Path(args.out)
     write_json(out.with_suffix(".json"), report)
@@ -92,7 +93,8 @@ def main(argv: list[str] | None = None) -> int:
         f"Pool: {n_clean} clean and {n_defective} defective HumanEval "
         f"solutions (another problem's, half of one, shuffled) and {args.off_target} clean off-target reasoning-gym "
         f"examples ({pool_share:.0%} useful); target: {args.validation_size} other HumanEval problems. Features from "
-        f"`mini`. Useful share of a {args.budget:.0%} selection, mean +- std over {len(args.seeds)} seeds (each "
+        f"`mini` (weights {report['proxy_digest']}). Useful share of a {args.budget:.0%} selection, mean +- std "
+        f"over {len(args.seeds)} seeds (each "
         "draws the pool again; the policy is the default one trained with that seed); paired t-test of the policy "
         "against each method.", "",
         "| method | useful share | p (policy vs) |", "|---|---:|---:|",

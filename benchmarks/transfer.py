@@ -55,6 +55,7 @@ from selectgym.budget import resolve_budget
 from selectgym.data import load_pool
 from selectgym.envs.rewards import ProxyReward
 from selectgym.envs.summaries import example_matrix, zscore
+from selectgym.proxies.models import weights_digest
 from selectgym.selectors import get_selector
 from selectgym.utils import write_json
 
@@ -246,6 +247,7 @@ def main(argv: list[str] | None = None) -> int:
     report = {"pools": {}, "command": "cd /work/main && .venv/bin/python " + shlex.join(["benchmarks/transfer.py",
                                                                                           *sys.argv[1:]]),
               "environment": f"Python {platform.python_version()}, torch {torch.__version__}",
+              "proxy_digest": weights_digest("mini"),
               "budget": args.budget, "train_families": sorted(TRAIN_FAMILIES),
               "held_out_families": sorted(HELD_OUT_FAMILIES),
               "training_pools": [{"targets": list(s.target_tasks), "off_target": list(s.off_target_tasks),
@@ -286,7 +288,8 @@ def write_markdown(path: Path, report: dict) -> None:
              f"{report['environment']}. {report['load_note']}", "",
              f"Useful share (clean and on-target; ground truth read for measuring only) of a "
              f"{report['budget']:.0%} selection, mean +- std over seeds (each seed draws the pool again). "
-             f"Proxy `mini`. Training families: {', '.join(report['train_families'])}. Held-out pools draw only "
+             f"Proxy `mini` (weights {report.get('proxy_digest') or 'not recorded'}). "
+             f"Training families: {', '.join(report['train_families'])}. Held-out pools draw only "
              f"from {', '.join(report['held_out_families'])}.", "",
              "| pool | held out | " + " | ".join(METHODS) + " |", "|---|---|" + "---:|" * len(METHODS)]
     for name, pool in report["pools"].items():
