@@ -207,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
                           for name, c in report["costs"].items()) + ".",
               "", "Proxy weights (digest of the build each benchmark's features came from; a proxy pretrained on "
               "another machine has other weights, other features and other picks): "
-              + "; ".join(f"{name} ({config(CONFIGS[name]).proxy}): {d or 'not recorded'}"
+              + "; ".join(f"{name} ({chosen[name].proxy}): {d or 'not recorded'}"
                           for name, d in report["proxy_digests"].items()) + "."
               + (" `random` and `full` read no proxy; their runs come from an earlier call (`--reuse-baselines`)."
                  if args.reuse_baselines else ""),

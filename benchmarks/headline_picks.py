@@ -65,19 +65,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     args = parser.parse_args(argv)
     started = time.perf_counter()
-    benches, tables, per = {}, {}, {}
+    benches, per = {}, {}  # config name -> (bench, pool, train table, val table), each built once
     for label, name, method in METHODS:
         if name not in benches:
             bench = Bench(BenchConfig(**yaml.safe_load((ROOT / "configs" / name).read_text())), progress=True)
-            bench._suite = bench.pools()
-            benches[name], tables[name] = bench, bench.features(bench._suite)
-        bench, (train, val) = benches[name], tables[name]
-        pool = load_pool(bench._suite / "sft.jsonl")
-        per[label] = []
-        for seed in args.seeds:
-            ids, _, _ = bench.select(method, 0.05, seed, train, val)
-            per[label].append(describe(ids, pool, train))
-    whole = describe(list(pool.ids), pool, tables["bench_headline.yaml"][0])
+            suite = bench.pools()
+            benches[name] = (bench, load_pool(suite / "sft.jsonl"), *bench.features(suite))
+        bench, pool, train, val = benches[name]
+        per[label] = [describe(bench.select(method, 0.05, seed, train, val)[0], pool, train) for seed in args.seeds]
+    _, pool, train, _ = benches["bench_headline.yaml"]
+    whole = describe(list(pool.ids), pool, train)
     headline = json.loads((RESULTS / "headline.json").read_text())
     parts = {"bench_headline.yaml": "mini", "bench_headline_pool_policy.yaml": "pool_policy"}
     recorded = {label: [r["useful_share"] for r in headline["runs"].get(parts[name], []) if r["method"] == method

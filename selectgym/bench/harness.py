@@ -56,6 +56,7 @@ class Bench:
 
     # -- data and features ---------------------------------------------------------------------------------
     def pools(self) -> Path:
+        """The pool folder (also kept as ``self._suite``, with the target files every later stage reads)."""
         if self.cfg.suite_dir:
             folder = Path(self.cfg.suite_dir)
         else:
@@ -69,6 +70,7 @@ class Bench:
         # read once, and a target without the field fails here, before any features or training
         self._subtasks = (subtask_labels(load_pool(self._val_select), self.cfg.balance_subtasks)
                           if self.cfg.balance_subtasks else None)
+        self._suite = folder
         return folder
 
     def needed_pools(self) -> list[str]:
@@ -203,7 +205,7 @@ class Bench:
         cfg = self.cfg
         self.out.mkdir(parents=True, exist_ok=True)
         runs, failures = self.resume()
-        self._suite = self.pools()
+        self.pools()
         if cfg.policy_path and "policy" in cfg.methods:
             for seed in cfg.seeds:  # a missing file is a setup error: say so before hours of work
                 self.saved_policy(seed)

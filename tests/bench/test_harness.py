@@ -174,7 +174,7 @@ def test_bench_balance_gives_the_target_subtasks_to_policy_less_and_nice_only(tm
                       policy_path=str(tmp_path / "policy.zip"))
     (tmp_path / "policy.zip").write_bytes(b"a saved policy")
     bench = harness.Bench(cfg)
-    bench._suite = bench.pools()
+    bench.pools()
     seen = {}
 
     def fake_selector(name, **options):
