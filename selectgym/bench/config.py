@@ -20,6 +20,13 @@ METHOD_NEEDS = {"random": [], "full": [], "less": ["sft"], "nice": ["sft"], "dpo
                 "gradalign": ["verifiable"], "policy": ["sft", "preference", "verifiable"]}
 #: AgentConfig settings a benchmark sets itself
 BENCH_AGENT_KEYS = {"algo", "timesteps", "seed", "budget"}
+
+
+def method_needs(method: str) -> list[str]:
+    """The feature pools ``method`` reads; GradAlign's modes (``gradalign:sim``, ...) share ``gradalign``'s."""
+    return METHOD_NEEDS[method.partition(":")[0]]
+
+
 DEFAULT_METHODS = ["policy", "nice", "less", "gradalign:sim", "gradalign:dot", "gradalign:align",
                    "gradalign:learnalign", "gradalign:accgreedy", "gradalign:rand", "dpo_gap", "random", "full"]
 
@@ -70,7 +77,7 @@ class BenchConfig:
     def __post_init__(self) -> None:
         if not self.methods or not self.seeds or not self.budgets:
             raise SelectgymError("a benchmark needs at least one method, one seed and one budget")
-        unknown = [m for m in self.methods if m.split(":")[0] not in METHOD_NEEDS]
+        unknown = [m for m in self.methods if m.partition(":")[0] not in METHOD_NEEDS]
         if unknown:
             raise SelectgymError(f"unknown method(s) {unknown}; choose from {', '.join(METHOD_NEEDS)} "
                                  "(GradAlign modes as gradalign:sim|dot|align|learnalign|accgreedy|rand)")

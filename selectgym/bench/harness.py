@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 from selectgym.agents.config import AgentConfig
 from selectgym.agents.pools import write_target_halves
 from selectgym.agents.train import train_agent
-from selectgym.bench.config import FEATURE_POOLS, METHOD_NEEDS, BenchConfig, changed_settings
+from selectgym.bench.config import FEATURE_POOLS, BenchConfig, changed_settings, method_needs
 from selectgym.bench.report import FULL, markdown_table, plot, summarise
 from selectgym.data import load_pool
 from selectgym.data.suite import SuiteConfig, make_suite
@@ -74,7 +74,7 @@ class Bench:
         return folder
 
     def needed_pools(self) -> list[str]:
-        kinds = {k for m in self.cfg.methods for k in METHOD_NEEDS[m.split(":")[0]]}
+        kinds = {k for m in self.cfg.methods for k in method_needs(m)}
         return [k for k in FEATURE_POOLS if k in kinds]
 
     def features(self, suite: Path) -> tuple[FeatureTable | None, FeatureTable | None]:
@@ -102,7 +102,7 @@ class Bench:
         """Ids chosen by ``method``, the seconds it cost (features + agent training included) and, for ``policy``,
         the digest of the policy file that chose them (None for the other methods)."""
         name, _, mode = method.partition(":")
-        cost = sum(self.costs.get(k, 0.0) for k in METHOD_NEEDS[name])
+        cost = sum(self.costs.get(k, 0.0) for k in method_needs(method))
         start = time.perf_counter()
         digest = None
         if name == "policy":  # a saved one, or trained here; then applied like any selector
@@ -189,7 +189,7 @@ class Bench:
     def _check_proxy_build(self, saved: dict[str, Any]) -> None:
         """Refuse to add runs to ones selected with other proxy weights: a proxy pretrained on another machine
         (``mini``) has other weights, other features and other picks, and a table mixing both compares neither."""
-        read = [r for r in saved.get("runs", []) if METHOD_NEEDS[r["method"].split(":")[0]]]
+        read = [r for r in saved.get("runs", []) if method_needs(r["method"])]
         recorded = saved.get("proxy_digest")
         if not read or recorded == self.proxy_digest:
             return

@@ -3,6 +3,7 @@ import json
 import numpy as np
 import pytest
 
+from selectgym.bench.config import method_needs
 from selectgym.bench.harness import BenchConfig, run_bench
 from selectgym.bench.report import markdown_table, summarise
 from selectgym.data import load_pool
@@ -50,6 +51,11 @@ def test_bench_config_errors():
         BenchConfig(agent={"timesteps": 5})
     with pytest.raises(SelectgymError, match=r"agent has no setting\(s\) \['chunks'\]"):
         BenchConfig(agent={"chunks": 8})
+
+
+def test_gradalign_modes_read_the_verifiable_pool_and_random_reads_none():
+    assert method_needs("gradalign:sim") == method_needs("gradalign") == ["verifiable"]
+    assert method_needs("random") == [] and method_needs("less") == ["sft"]
 
 
 def test_bench_agent_settings_reach_the_policy_it_trains(tmp_path):
