@@ -5,7 +5,7 @@
 another's. This benchmark makes the build a measured factor. For each build seed B (``MiniConfig.seed``; B = 0
 is the default build that ``load_model("mini")`` uses) it
 
-1. pretrains ``mini`` with that seed (cached; about 6 minutes on 1 thread),
+1. pretrains ``mini`` with that seed (cached; 6-10 minutes on 1 thread),
 2. trains the default transfer policy with seeds 0-4 on that build's features, exactly as
    ``selectgym train-agent --config configs/policy_transfer.yaml --seed S`` does with the pools' proxy set to
    that build,
@@ -17,8 +17,9 @@ committed ``headline.json``, after random is rerun here and must give the same a
 SmolLM2's fine-tuning on this CPU matches the machine that made them (``--run-full`` reruns full data instead,
 about 40 minutes). Paired t-tests over (build, seed) pairs, and over per-build means.
 
-Run: ``.venv/bin/python benchmarks/builds.py`` (about 15 minutes per build on 2 CPU cores; a killed run resumes
-where it stopped). Writes ``benchmarks/results/builds.{json,md}``.
+Run: ``.venv/bin/python benchmarks/builds.py`` (on 2 CPU cores about 25 minutes per pretrained build and 12 for
+random; a killed run resumes where it stopped). Writes ``benchmarks/results/builds.{json,md}``; the results
+file's "What it says" is written by hand.
 """
 
 from __future__ import annotations
@@ -114,6 +115,26 @@ def cell(x: float, digits: int = 3) -> str:
     return "n/a" if x != x else f"{x:.{digits}f}"
 
 
+def pool(build_runs: dict[int, list[dict]], base_runs: list[dict], methods: list[str]) -> dict:
+    """Each method's accuracy over every (build, seed) run, against the baselines (one run per seed, paired with
+    that seed on every build) and the other methods (paired by build and seed); ``p_build_means`` pairs the
+    per-build means instead, so it counts builds, not runs."""
+    pooled = {}
+    for m in methods:
+        mine = [(b, s, a) for b, runs in build_runs.items() for s, a in by_seed(runs, m).items()]
+        pooled[m] = {"mean": float(np.mean([a for _, _, a in mine])), "pairs": len(mine)}
+        for other in [*BASELINES, *[x for x in methods if x != m]]:
+            ref = {(b, s): a for b, runs in build_runs.items()
+                   for s, a in by_seed(base_runs if other in BASELINES else runs, other).items()}
+            paired = [(b, a, ref[b, s]) for b, s, a in mine if (b, s) in ref]
+            diff, p = paired_test([a for _, a, _ in paired], [r for _, _, r in paired])
+            means = [(np.mean([a for bb, a, _ in paired if bb == b]), np.mean([r for bb, _, r in paired if bb == b]))
+                     for b in build_runs if any(bb == b for bb, _, _ in paired)]
+            _, p_builds = paired_test([x for x, _ in means], [y for _, y in means])
+            pooled[m][f"vs_{other}"] = {"diff": diff, "p_pairs": p, "p_build_means": p_builds}
+    return pooled
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--builds", type=int, nargs="+", default=[0, 1, 2], help="MiniConfig seeds (0: the default)")
@@ -147,21 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = [table_row("-", base_runs, m) for m in BASELINES]
     for b, info in builds.items():
         rows += [table_row(f"{b} ({info['digest']})", info["runs"], m) for m in args.methods]
-    pooled = {}
-    for m in args.methods:  # every (build, seed) pair, and the per-build means
-        mine = [(b, s, a) for b, info in builds.items() for s, a in by_seed(info["runs"], m).items()]
-        pooled[m] = {"mean": float(np.mean([a for _, _, a in mine])), "pairs": len(mine)}
-        for other in [*BASELINES, *[x for x in args.methods if x != m]]:
-            ref = ({(None, s): a for s, a in by_seed(base_runs, other).items()} if other in BASELINES else
-                   {(b, s): a for b, info in builds.items() for s, a in by_seed(info["runs"], other).items()})
-            key = (lambda b, s: (None, s)) if other in BASELINES else (lambda b, s: (b, s))
-            pairs = [(a, ref[key(b, s)]) for b, s, a in mine if key(b, s) in ref]
-            diff, p = paired_test([x for x, _ in pairs], [y for _, y in pairs])
-            means = [(np.mean([x for (bb, _, x) in mine if bb == b]),
-                      np.mean([ref[key(b, s)] for (bb, s, _) in mine if bb == b and key(b, s) in ref]))
-                     for b in builds]
-            _, p_builds = paired_test([x for x, _ in means], [y for _, y in means])
-            pooled[m][f"vs_{other}"] = {"diff": diff, "p_pairs": p, "p_build_means": p_builds}
+    pooled = pool({b: info["runs"] for b, info in builds.items()}, base_runs, args.methods)
     report = {"command": "cd /work/main && .venv/bin/python " + shlex.join(["benchmarks/builds.py", *sys.argv[1:]]),
               "environment": f"Python {platform.python_version()}, torch {torch.__version__} ({args.threads} "
                              f"threads), {platform.processor() or platform.machine()}",
