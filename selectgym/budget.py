@@ -52,3 +52,22 @@ def resolve_budget(budget: float | int, n: int) -> int:
     if k > n:
         raise SelectgymError(f"budget {k} is above the pool size {n}; use at most {n} or a share like 0.05")
     return k
+
+
+def is_count(budget: float | int) -> bool:
+    """True for a budget that is a count of examples (>= 1), False for a share of the pool."""
+    return budget >= 1
+
+
+def budget_label(budget: float | int) -> str:
+    """``0.05`` -> ``'5%'``, ``0.125`` -> ``'12.5%'``, ``2`` -> ``'2 examples'``: how a table names a budget."""
+    if is_count(budget):
+        n = int(budget)
+        return f"{n} example{'s' if n != 1 else ''}"
+    text = f"{100 * budget:.4g}"
+    return f"{text}%"
+
+
+def budget_order(budget: float | int) -> tuple[int, float]:
+    """Sort key: shares first, smallest first, then counts."""
+    return (1 if is_count(budget) else 0, float(budget))

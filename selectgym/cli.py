@@ -40,8 +40,16 @@ def _available() -> dict[str, object]:
     return mods
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors: a bad flag value is a ``SelectgymError`` (exit 2) naming the flag, not a
+    usage block of every flag before it (``--help`` still prints them all). Subcommand parsers inherit it."""
+
+    def error(self, message: str):
+        raise SelectgymError(f"{message}; see `{self.prog} --help`")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="selectgym", description="Pick the training data worth training an LLM on.")
+    parser = _Parser(prog="selectgym", description="Pick the training data worth training an LLM on.")
     parser.add_argument("--version", action="version", version=f"selectgym {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -15,10 +16,51 @@ from typing import Any
 
 def cache_dir() -> Path:
     """Where converted models and tokenizers are cached (``$SELECTGYM_CACHE`` or ``~/.cache/selectgym``)."""
-    root = os.environ.get("SELECTGYM_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "selectgym")
+    from selectgym.errors import SelectgymError
+
+    env = os.environ.get("SELECTGYM_CACHE")
+    root = env or os.path.join(os.path.expanduser("~"), ".cache", "selectgym")
     path = Path(root)
-    path.mkdir(parents=True, exist_ok=True)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        if path.exists() and not path.is_dir():
+            reason = "it is a file, not a folder"
+        else:
+            reason = f"{err.strerror or type(err).__name__}" + (f" ({err.filename})" if err.filename else "")
+        where = f"SELECTGYM_CACHE={env}" if env else f"the cache folder {root}"
+        fix = ("point SELECTGYM_CACHE at a folder you may write to, or unset it to use ~/.cache/selectgym" if env
+               else "set SELECTGYM_CACHE to a folder you may write to")
+        raise SelectgymError(f"{where} cannot hold the cache: {reason}; {fix}") from None
     return path
+
+
+#: what a ``--device`` flag takes (``cuda:N`` too where a command runs on one chosen GPU)
+DEVICE_KINDS = ("auto", "cpu", "cuda")
+
+
+def check_device(name: str, choices: Iterable[str] = DEVICE_KINDS, gpu_index: bool = True,
+                 available: bool = True) -> str:
+    """A ``--device`` value checked before any model loads: one of ``choices`` (or ``cuda:N`` with ``gpu_index``)
+    and, with ``available``, CUDA only where a CUDA GPU is visible. Returns ``name``."""
+    from selectgym.errors import SelectgymError
+
+    choices = tuple(choices)
+    kind, sep, index = str(name).partition(":")
+    indexed = bool(sep) and kind == "cuda" and gpu_index and index.isdigit()
+    if name not in choices and not indexed:
+        shown = ", ".join(choices) + (" (or cuda:N for one GPU)" if gpu_index and "cuda" in choices else "")
+        raise SelectgymError(f"--device {name!r} is not a device selectgym runs on; use one of {shown}")
+    if available and kind == "cuda":
+        import torch
+
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if not count:
+            raise SelectgymError(f"--device {name}: no CUDA GPU is visible on this machine; use --device cpu (or auto)")
+        if indexed and int(index) >= count:
+            raise SelectgymError(f"--device {name}: only {count} CUDA GPU(s) are visible here; use cuda:0 to "
+                                 f"cuda:{count - 1}, or auto")
+    return name
 
 
 def _umask() -> int:
@@ -48,25 +90,66 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
             tmp_path.unlink()
 
 
+#: the file that marks a folder as written by selectgym: such a folder may be replaced or resumed; any other is the
+#: user's, and nothing in it is ever deleted (``selectgym.outputs``)
+MARKER = ".selectgym"
+
+
+def is_ours(path: str | os.PathLike) -> bool:
+    """True for a folder selectgym made (it holds ``MARKER``)."""
+    return (Path(path) / MARKER).is_file()
+
+
+def mark_ours(path: str | os.PathLike, made_by: str = "selectgym") -> None:
+    """Mark a folder selectgym made, so a later run may replace or resume it."""
+    marker = Path(path) / MARKER
+    if not marker.exists():
+        marker.write_text(json.dumps({"made_by": made_by}) + "\n", encoding="utf-8")
+
+
+def _merge_into(src: Path, dst: Path) -> None:
+    """Move ``src``'s entries into the folder ``dst``: same-named files are replaced, every other entry is kept."""
+    for entry in src.iterdir():
+        target = dst / entry.name
+        if entry.is_dir() and not entry.is_symlink() and target.is_dir() and not target.is_symlink():
+            _merge_into(entry, target)
+        elif target.is_dir() and not target.is_symlink():
+            raise FileExistsError(errno.EEXIST, "a folder stands where a file is to be written", str(target))
+        else:
+            os.replace(entry, target)
+
+
 @contextmanager
 def atomic_dir(path: str | os.PathLike, replace: bool = True) -> Iterator[Path]:
     """Yield a temporary folder beside ``path``; move it into place only if the block succeeds.
 
-    With ``replace`` an existing ``path`` is swapped out; without it an existing ``path`` wins (a concurrent
-    writer of the same cache got there first) and the new copy is dropped.
+    With ``replace`` an existing ``path`` is swapped out when selectgym made it (it holds ``MARKER``, which every
+    folder published here gets) or it is empty; a folder of the user's is never deleted: the new files are moved
+    into it, replacing same-named files and keeping the rest. Without ``replace`` an existing ``path`` wins (a
+    concurrent writer of the same cache got there first) and the new copy is dropped.
     """
-    path = Path(path)
+    path = Path(path).resolve()
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}-", dir=path.parent))
     os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700
+    old = None
     try:
         yield tmp
+        mark_ours(tmp)
         if path.exists() and replace:
-            shutil.rmtree(path)
+            if path.is_dir() and (is_ours(path) or not any(path.iterdir())):
+                old = Path(tempfile.mkdtemp(prefix=f".{path.name}-old-", dir=path.parent))
+                os.replace(path, old / "x")
+            elif path.is_dir():
+                _merge_into(tmp, path)
+            else:
+                raise FileExistsError(errno.EEXIST, "a file stands where a folder is to be written", str(path))
         if not path.exists():
             os.replace(tmp, path)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
 
 
 def write_jsonl(path: str | os.PathLike, records: Iterable[dict[str, Any]]) -> Path:

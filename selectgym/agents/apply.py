@@ -42,7 +42,7 @@ def features_for(policy: SavedPolicy, pool_path: str | Path | None, val_path: st
         raise SelectgymError("give a pool file (and its validation file) or a features folder to apply a policy to")
     if features_dir is not None:
         train, val, store = load_features(features_dir)
-        check_unchanged(store.meta, pool_check)
+        check_unchanged(store.meta, pool_check, ids=train.ids)
         return train, val, {"path": str(store.path), "computed": False, "cached": False}
     config = policy.sidecar.get("feature_config")
     if not config:

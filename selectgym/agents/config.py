@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -9,6 +10,7 @@ from selectgym.budget import DEFAULT_SHARE, check_budget
 from selectgym.envs import CLUSTER_SELECT, EXAMPLE_SELECT, FEATURE_SELECT, REWARDS
 from selectgym.envs.summaries import ALIGNMENT_TARGETS, FEATURES
 from selectgym.errors import SelectgymError
+from selectgym.utils import check_device
 
 #: algorithm name -> (module, class); the whole registry of agents.
 ALGORITHMS = {
@@ -106,6 +108,9 @@ class AgentConfig:
                 raise SelectgymError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.eval_freq < 0 or self.checkpoint_freq < 0:
             raise SelectgymError("eval_freq and checkpoint_freq must be >= 0 (0 turns them off)")
+        check_device(self.device)
+        if not math.isfinite(self.learning_rate) or self.learning_rate <= 0:
+            raise SelectgymError(f"--learning-rate must be a positive number, e.g. 3e-4; got {self.learning_rate}")
         if not 0 < self.gamma <= 1:
             raise SelectgymError(f"gamma must lie in (0, 1], got {self.gamma}")
         if not self.net_arch or any(int(n) < 1 for n in self.net_arch):

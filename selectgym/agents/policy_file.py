@@ -37,6 +37,17 @@ SCHEMA_SETTINGS = ("model", "projection", "proj_dim", "seed", "lora_r", "lora_al
 
 #: the sidecar's name inside the policy zip
 SIDECAR_ENTRY = "selectgym.json"
+#: the name of the policy that ships with the package: ``configs/policy_transfer.yaml`` trained on the shipped
+#: ``mini`` (``selectgym select --policy default``)
+DEFAULT_POLICY_NAME = "default"
+DEFAULT_POLICY = Path(__file__).resolve().parents[1] / "policies" / "default.zip"
+
+
+def policy_path(name_or_path: str | Path) -> Path:
+    """``default`` -> the shipped policy (unless a file of that name is here); any other value is a path."""
+    if str(name_or_path) == DEFAULT_POLICY_NAME and not Path(name_or_path).exists():
+        return DEFAULT_POLICY
+    return Path(name_or_path)
 
 
 def sidecar_path(policy_path: str | Path) -> Path:
@@ -74,6 +85,26 @@ def read_sidecar(path: str | Path) -> dict[str, Any]:
     return sidecar
 
 
+def setting_differences(trained: dict[str, Any], given: dict[str, Any], who: str = "policy") -> list[str]:
+    """How the features described by ``given`` (a table's meta: ``config`` and the proxy's ``weights`` digest)
+    differ from those ``trained`` describes, in the settings that make the numbers.
+
+    The proxy is told apart by its weights' digest where both sides record one: two builds of one model folder
+    differ, while the same weights named by another path agree. Without digests its name is compared.
+    """
+    old = current_names(trained.get("config") or {})
+    new = current_names(given.get("config") or {})
+    digests = trained.get("weights"), given.get("weights")
+    differ = []
+    if all(digests) and digests[0] != digests[1]:
+        differ.append(f"proxy weights {digests[1]} of {new.get('model', '?')!r} ({who}: {digests[0]} of "
+                      f"{old.get('model', '?')!r})")
+    skip = {"model"} if all(digests) else set()
+    differ += [f"{k} {new[k]!r} ({who}: {old[k]!r})" for k in SCHEMA_SETTINGS
+               if k not in skip and k in old and k in new and old[k] != new[k]]
+    return differ
+
+
 def describe_policy(algo: str, env_id: str, env: SelectionEnv, env_kwargs: dict[str, Any],
                     feature_config: dict[str, Any] | None = None, config: dict[str, Any] | None = None) -> dict:
     """The sidecar of a policy trained on ``env``."""
@@ -85,6 +116,7 @@ def describe_policy(algo: str, env_id: str, env: SelectionEnv, env_kwargs: dict[
         "format": FORMAT, "selectgym_version": __version__, "sb3_version": stable_baselines3.__version__,
         "algorithm": algo, "env_id": env_id, "env_kwargs": kwargs, "observation": env.observation_schema(),
         "features_schema": env.table.schema(), "feature_config": feature_config,
+        "proxy_weights": env.table.meta.get("weights"),
         "reward": env.reward.describe(), "trained_on": {"examples": env.n_examples, "budget": env.budget},
         "config": config,
     }
@@ -146,10 +178,8 @@ class SavedPolicy:
             raise SelectgymError(f"policy {self.path.name} was trained on features of other shapes: "
                                  f"{'; '.join(wrong)}; recompute the features with the policy's feature config "
                                  f"(same proj dim)")
-        trained = current_names(self.sidecar.get("feature_config") or {})
-        given = current_names(table.meta.get("config") or {})
-        differ = [f"{k} {given[k]!r} (policy: {trained[k]!r})" for k in SCHEMA_SETTINGS
-                  if k in trained and k in given and trained[k] != given[k]]
+        trained = {"config": self.sidecar.get("feature_config") or {}, "weights": self.sidecar.get("proxy_weights")}
+        differ = setting_differences(trained, table.meta)
         if differ:
             raise SelectgymError(f"policy {self.path.name} was trained on features made with other settings: "
                                  f"{'; '.join(differ)}; recompute the features with the policy's feature config")
@@ -186,8 +216,9 @@ class SavedPolicy:
 
 def load_policy(path: str | Path, table: FeatureTable | None = None,
                 val_table: FeatureTable | None = None) -> SavedPolicy:
-    """Load a policy and its sidecar; with ``table``, also check that those features fit it."""
-    path = Path(path)
+    """Load a policy (a .zip, or ``default`` for the shipped one) and its sidecar; with ``table``, also check that
+    those features fit it."""
+    path = policy_path(path)
     sidecar = read_sidecar(path)
     side = f"{path.name}'s sidecar"
     if sidecar.get("format") != FORMAT:

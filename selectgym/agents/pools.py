@@ -49,6 +49,8 @@ class TrainingPools:
         if len(self.families) < 2:
             raise SelectgymError("training pools need at least two families (one target, one off-target); list "
                                  "them under families")
+        if not 0 <= self.seed < 2**31:
+            raise SelectgymError(f"training_pools seed must be a whole number from 0 to {2**31 - 1}, got {self.seed}")
         if self.n_pools < 1 or not self.sizes or min(self.sizes) < 20:
             raise SelectgymError("n_pools must be >= 1 and sizes a list of pool sizes >= 20")
         for name in ("target_share", "defect_rate"):

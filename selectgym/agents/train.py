@@ -96,7 +96,22 @@ def build_agent(cfg: AgentConfig, venv: VecEnv):
         policy = CandidateScorerPolicy
         settings["policy_kwargs"] = {**settings.get("policy_kwargs", {}), "chunk": cfg.chunk,
                                      "per_candidate": len(candidate_columns(cfg.observe))}
-    model = algorithm_class(cfg.algo)(policy, venv, seed=cfg.seed, device=cfg.device, verbose=0, **settings)
+    cls = algorithm_class(cfg.algo)
+    if cfg.algo_kwargs:  # a user's settings for the algorithm: names and values checked as the algorithm takes them
+        import inspect
+
+        takes = sorted(n for n in inspect.signature(cls.__init__).parameters
+                       if n not in ("self", "policy", "env") and not n.startswith("_"))
+        unknown = sorted(set(cfg.algo_kwargs) - set(takes))
+        if unknown:
+            raise SelectgymError(f"--algo-kwargs: {cfg.algo} has no setting(s) {unknown}; it takes {', '.join(takes)}")
+        try:
+            model = cls(policy, venv, seed=cfg.seed, device=cfg.device, verbose=0, **settings)
+        except (ValueError, TypeError) as err:
+            raise SelectgymError(f"--algo-kwargs {cfg.algo_kwargs}: {cfg.algo} refuses them: "
+                                 f"{str(err).strip().splitlines()[0][:300]}") from None
+    else:
+        model = cls(policy, venv, seed=cfg.seed, device=cfg.device, verbose=0, **settings)
     if cfg.log_dir:
         model.set_logger(configure(str(Path(cfg.log_dir) / "logs"), ["csv", "tensorboard"]))
     else:

@@ -6,6 +6,7 @@ Kept apart from the harness so the CLI can build its flags without importing the
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -61,8 +62,9 @@ class BenchConfig:
     ft_batch_size: int = field(default=8, metadata={"help": "fine-tuning batch size"})
     full_epochs: float = field(default=1.0, metadata={"help": "epochs for the full-data baseline"})
     policy_path: str | None = field(default=None, metadata={
-        "help": "a saved policy for the method 'policy' ('{seed}' is replaced by the seed) instead of training one "
-                "per seed on this pool; its training cost is not charged"})
+        "help": "a saved policy for the method 'policy' ('{seed}' is replaced by the seed; 'default' is the policy "
+                "that ships with selectgym) instead of training one per seed on this pool; its training cost is not "
+                "charged"})
     agent: dict[str, Any] = field(default_factory=dict, metadata={
         "help": "settings of the agent trained here for the method 'policy', as in `selectgym train-agent` (e.g. "
                 "'{env_id: selectgym/ExampleSelect-v0, alignment_target: unit_mean}'); agent_algo, "
@@ -83,6 +85,24 @@ class BenchConfig:
                                  "(GradAlign modes as gradalign:sim|dot|align|learnalign|accgreedy|rand)")
         for b in self.budgets:
             check_budget(b)
+        for name in ("suite_size", "validation_size", "proj_dim", "rollouts", "max_new_tokens", "agent_timesteps",
+                     "ft_batch_size"):
+            if getattr(self, name) < 1:
+                raise SelectgymError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
+        if self.proxy_warmup_steps < 0:
+            raise SelectgymError(f"--proxy-warmup-steps must be >= 0 (0: no warm-up), got {self.proxy_warmup_steps}")
+        for name in ("ft_lr", "ft_epochs", "full_epochs"):
+            value = getattr(self, name)
+            if not math.isfinite(value) or value <= 0:
+                raise SelectgymError(f"--{name.replace('_', '-')} must be a positive number, got {value}")
+        if self.ft_max_steps < 1 and self.ft_max_steps != -1:
+            raise SelectgymError(f"--ft-max-steps must be >= 1, or -1 to let ft_epochs decide; got {self.ft_max_steps}")
+        if "policy" in [m.partition(":")[0] for m in self.methods] and not self.policy_path:
+            from selectgym.agents.config import ALGORITHMS  # only when a policy is trained here
+
+            if self.agent_algo not in ALGORITHMS:
+                raise SelectgymError(f"--agent-algo {self.agent_algo!r} is unknown; choose from "
+                                     f"{', '.join(ALGORITHMS)}")
         taken = sorted(set(self.agent) & BENCH_AGENT_KEYS)
         if taken:
             raise SelectgymError(f"agent settings {taken} come from the benchmark (agent_algo, agent_timesteps, "

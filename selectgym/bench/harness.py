@@ -131,7 +131,9 @@ class Bench:
         return path
 
     def saved_policy(self, seed: int) -> Path:
-        path = Path(self.cfg.policy_path.replace("{seed}", str(seed)))
+        from selectgym.agents.policy_file import policy_path
+
+        path = policy_path(self.cfg.policy_path.replace("{seed}", str(seed)))
         if not path.is_file():
             raise SelectgymError(f"policy_path {path} (seed {seed}) does not exist: train it with `selectgym "
                                  "train-agent` or point policy_path at a saved policy")

@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from selectgym.budget import budget_label, budget_order, is_count
+
 FULL = "full"
 RANDOM = "random"
 
@@ -40,7 +42,7 @@ def summarise(runs: list[dict[str, Any]], metric: str = "accuracy") -> list[dict
         by_key[(run["method"], run["budget"])][run["seed"]] = run
     full = next((v for (m, _), v in by_key.items() if m == FULL), {})
     rows = []
-    for (method, budget), per_seed in sorted(by_key.items(), key=lambda kv: (kv[0][1], kv[0][0])):
+    for (method, budget), per_seed in sorted(by_key.items(), key=lambda kv: (budget_order(kv[0][1]), kv[0][0])):
         seeds = sorted(per_seed)
         values = [per_seed[s][metric] for s in seeds]
         row = {
@@ -68,7 +70,7 @@ def markdown_table(rows: list[dict[str, Any]], metric: str = "accuracy") -> str:
             "| val loss | select s | train s |")
     lines = [head, "|" + "---|" * 9]
     for r in rows:
-        budget = "100%" if r["method"] == FULL else f"{r['budget']:.0%}"
+        budget = "100%" if r["method"] == FULL else budget_label(r["budget"])
         lines.append(
             f"| {r['method']} | {budget} | {_fmt(r['mean'])} +- {_fmt(r['std'])} "
             f"| {_fmt(r['vs_random'], 3)} ({_fmt(r['p_random'], 2)}) "
@@ -88,7 +90,7 @@ def plot(rows: list[dict[str, Any]], out_dir: str | Path, metric: str = "accurac
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     methods = sorted({r["method"] for r in rows if r["method"] != FULL})
-    budgets = sorted({r["budget"] for r in rows if r["method"] != FULL})
+    budgets = sorted({r["budget"] for r in rows if r["method"] != FULL}, key=budget_order)
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     panels = ((metric, "mean", "std", f"{metric} (mean +- std over seeds)"),
               ("clean & on-target share of the picks", "useful_share", None, "what each method picked"))
@@ -97,14 +99,22 @@ def plot(rows: list[dict[str, Any]], out_dir: str | Path, metric: str = "accurac
             pts = [next(r for r in rows if r["method"] == m) for m in methods]
             ax.bar(methods, [r[key] for r in pts], yerr=[r[err] for r in pts] if err else None, capsize=4,
                    color="tab:blue")
-            ax.set_xlabel(f"method (budget {budgets[0]:.0%} of the pool)")
+            ax.set_xlabel(f"method (budget {budget_label(budgets[0])}"
+                          f"{'' if is_count(budgets[0]) else ' of the pool'})")
             plt.setp(ax.get_xticklabels(), rotation=30, ha="right")
         else:
+            counts = [is_count(b) for b in budgets]
+            # shares on a % axis, counts on a count axis; a mix of both on evenly spaced labelled positions
+            where = ({b: 100 * b for b in budgets} if not any(counts) else {b: float(b) for b in budgets}
+                     if all(counts) else {b: i for i, b in enumerate(budgets)})
             for m in methods:
-                pts = sorted((r["budget"], r[key], r[err] if err else 0.0) for r in rows if r["method"] == m)
+                pts = sorted(((r["budget"], r[key], r[err] if err else 0.0) for r in rows if r["method"] == m),
+                             key=lambda p: budget_order(p[0]))
                 xs, ys, es = zip(*pts, strict=True)
-                ax.errorbar([100 * x for x in xs], ys, yerr=es, marker="o", capsize=3, label=m)
-            ax.set_xlabel("budget (% of pool)")
+                ax.errorbar([where[x] for x in xs], ys, yerr=es, marker="o", capsize=3, label=m)
+            if any(counts) and not all(counts):
+                ax.set_xticks(range(len(budgets)), [budget_label(b) for b in budgets])
+            ax.set_xlabel("budget (% of pool)" if not any(counts) else "budget (examples)" if all(counts) else "budget")
         for r in rows:
             if r["method"] == FULL:
                 ax.axhline(r[key], color="black", linestyle="--", label="full data / whole pool")

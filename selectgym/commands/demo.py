@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 from selectgym.bench.config import BenchConfig
+from selectgym.commands.bench import claim_bench_folder
 from selectgym.commands.options import add_config_flag, add_dataclass_arguments, dataclass_from_args, yaml_defaults
 
 #: the demo's settings, shipped with the package (``configs/demo.yaml`` in a checkout points here)
@@ -22,6 +23,8 @@ DEMO_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "demo.yaml"
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_config_flag(parser)
     parser.set_defaults(_fields=add_dataclass_arguments(parser, BenchConfig), _renamed={"feature_dim": "proj_dim"})
+    parser.add_argument("--overwrite", action="store_true", help="write into an --out folder selectgym did not make "
+                        "(its files of the same names are replaced, the others kept)")
     yaml_defaults(parser, DEMO_CONFIG)
 
 
@@ -29,7 +32,9 @@ def run(args: argparse.Namespace) -> int:
     from selectgym.bench.harness import run_bench
 
     start = time.perf_counter()
-    result = run_bench(dataclass_from_args(BenchConfig, args, args._fields))
+    cfg = dataclass_from_args(BenchConfig, args, args._fields)
+    claim_bench_folder(cfg, args)
+    result = run_bench(cfg)
     print(result["table"])
     print(f"plot: {result['plots'][0]} (cost: {result['plots'][1]}); every run: {args.out}/runs.json")
     print(f"demo finished in {time.perf_counter() - start:.0f} s")

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 
 from selectgym.commands.options import add_config_flag, add_dataclass_arguments, dataclass_from_args
 from selectgym.errors import SelectgymError
+from selectgym.proxies.store import LATEST_FILE, META_FILE
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -27,6 +29,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--features", nargs="+", default=None, help=f"features to compute, comma- or "
                         f"space-separated, of {', '.join(FEATURES)} (default: grad, grad_adam, loss, length, "
                         f"embedding)")
+    parser.add_argument("--overwrite", action="store_true", help="write into an --out folder selectgym did not make "
+                        "(its files are kept; the store goes to <out>/<key>/)")
     parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True,
                         help="show a progress bar (examples/s)")
     parser.set_defaults(_config_fields=add_dataclass_arguments(parser, FeatureConfig, skip=("features",)),
@@ -44,17 +48,38 @@ def feature_list(value) -> list[str] | None:
     return names
 
 
+def _children(folder: str):
+    """Sub-folders of ``folder`` (feature stores live in ``<out>/<key>/``)."""
+    path = Path(folder)
+    return [p for p in path.iterdir() if p.is_dir()] if path.is_dir() else []
+
+
 def run(args: argparse.Namespace) -> int:
-    from selectgym.proxies.distributed import dist_env
     from selectgym.proxies.feature_config import FeatureConfig
-    from selectgym.proxies.features import nice_summary
-    from selectgym.proxies.pipeline import compute_features
 
     if not args.pool:
         raise SelectgymError("--pool FILE is required: the training pool to compute features for")
+    from selectgym.outputs import claimed_folder
+
     cfg = dataclass_from_args(FeatureConfig, args, args._config_fields)
     cfg = FeatureConfig(**{**cfg.to_dict(), "features": feature_list(args.features)})
+    with claimed_folder(args.out, {"--pool": args.pool, "--val": args.val}, args.overwrite,
+                        made_by="selectgym features",
+                        own_files=[LATEST_FILE, *(f"{p.name}/{META_FILE}" for p in _children(args.out))]):
+        return _compute(args, cfg)
+
+
+def _compute(args: argparse.Namespace, cfg) -> int:
+    from selectgym.proxies.distributed import dist_env
+    from selectgym.proxies.features import nice_summary
+    from selectgym.proxies.pipeline import compute_features
+
     rank, _ = dist_env()
+    if rank == 0:  # degenerate data is named (a logged warning, never refused) before the long computation
+        from selectgym.data import load_pool
+        from selectgym.data.checks import degenerate_report, log_report
+
+        log_report(degenerate_report(load_pool(args.pool), load_pool(args.val) if args.val else None))
     started = time.perf_counter()
     store = compute_features(args.pool, args.val, cfg, args.out, progress=args.progress)
     seconds = time.perf_counter() - started

@@ -31,8 +31,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="output folder (adapter, checkpoints, metrics.json)")
     parser.add_argument("--merge", action="store_true", help="also merge the adapter into the base model and save "
                         "the full model to <out>/merged")
+    parser.add_argument("--overwrite", action="store_true", help="write into an --out folder (or <out>/merged) "
+                        "selectgym did not make (its files of the same names are replaced, the others kept)")
     parser.set_defaults(_finetune_fields=add_dataclass_arguments(parser, FinetuneConfig, skip=tuple(OWN_FLAGS)),
                         _renamed=RENAMED)
+
+
+def claim_outputs(cfg: FinetuneConfig, args: argparse.Namespace) -> None:
+    """Refuse an --out that is, or would replace, an input (the data, the target set, the model being fine-tuned),
+    and a folder of the user's unless --overwrite."""
+    from selectgym.finetune.train import ADAPTER, SIDECAR
+    from selectgym.outputs import claimed_folder
+
+    model = cfg.model if Path(cfg.model).exists() else None
+    return claimed_folder(cfg.output_dir, {"--data": args.data, "--eval": args.eval, "--model": model}, args.overwrite,
+                 made_by="selectgym finetune", own_files=[f"{ADAPTER}/{SIDECAR}"],
+                 subfolders=[ADAPTER, *(["merged"] if args.merge else [])])
 
 
 def run(args: argparse.Namespace) -> int:
@@ -45,7 +59,13 @@ def run(args: argparse.Namespace) -> int:
             raise SelectgymError(f"{flag} {path}: no such file")
     names = [*args._finetune_fields, *OWN_FLAGS]
     cfg = dataclass_from_args(FinetuneConfig, args, names)
-    result = train(cfg, args.data, eval_pool=args.eval)
+    from selectgym.data import load_pool
+    from selectgym.data.checks import degenerate_report, log_report
+
+    # chosen == rejected pairs (DPO loss ln 2), empty replies, ...: named before any model loads
+    log_report(degenerate_report(load_pool(args.data), load_pool(args.eval) if args.eval else None))
+    with claim_outputs(cfg, args):
+        result = train(cfg, args.data, eval_pool=args.eval)
     shown = {k: v for k, v in result.metrics.items() if not isinstance(v, (list, dict))}
     print(json.dumps(shown, indent=2, default=str))
     print(f"adapter: {result.adapter_dir}")

@@ -22,8 +22,47 @@ def add_config_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", default=None, help="YAML file of settings; flags override it")
 
 
+#: seeds reach numpy, torch and scikit-learn, which all take [0, 2**32)
+MAX_SEED = 2**32 - 1
+
+
+def _seed(text: str) -> int:
+    """A seed flag's value (``seed``, ``*_seed``, ``seeds``): a whole number from 0 to ``MAX_SEED``, checked while
+    the flags are read, before any model or data loads."""
+    try:
+        value = int(str(text).strip())
+    except ValueError:
+        value = None
+    if value is None or not 0 <= value <= MAX_SEED:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a seed; use a whole number from 0 to {MAX_SEED}, e.g. 0")
+    return value
+
+
+def positive_int(text: str) -> int:
+    """A count flag's value (``--threads``): a whole number >= 1."""
+    try:
+        value = int(str(text).strip())
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a count; use a whole number >= 1, e.g. 1")
+    return value
+
+
+def yaml_problem(err: yaml.YAMLError) -> str:
+    """The one line of a YAML error worth showing (tags like ``!!python/...`` are never constructed)."""
+    problem = (getattr(err, "problem", None) or str(err).strip().splitlines()[0]).replace("tag:yaml.org,2002:", "!!")
+    if isinstance(err, yaml.constructor.ConstructorError):
+        problem += "; tags are not read, only plain values, lists and mappings"
+    return problem
+
+
 def _mapping(text: str) -> dict[str, Any]:
-    value = yaml.safe_load(text)
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise argparse.ArgumentTypeError(f"{text!r} is not valid YAML ({yaml_problem(err)}); write a mapping like "
+                                         f"'{{lr: 1.0}}'") from None
     if not isinstance(value, dict):
         raise argparse.ArgumentTypeError(f"expected a YAML mapping like '{{lr: 1.0}}', got {text!r}")
     return value
@@ -52,6 +91,8 @@ def add_dataclass_arguments(parser: argparse.ArgumentParser, cls: type, skip: Se
             kwargs["action"] = argparse.BooleanOptionalAction
         elif f.name == "budget":
             kwargs["type"] = parse_budget
+        elif f.name == "budgets":  # a count stays an int: 2 is two examples, never 200%
+            kwargs.update(type=parse_budget, nargs="+")
         elif origin is dict:
             kwargs["type"] = _mapping
         elif origin is list:
@@ -60,6 +101,8 @@ def add_dataclass_arguments(parser: argparse.ArgumentParser, cls: type, skip: Se
                 kwargs["action"] = "extend"
         else:
             kwargs["type"] = kind
+        if f.name in ("seed", "seeds") or f.name.endswith("_seed"):
+            kwargs["type"] = _seed
         parser.add_argument("--" + f.name.replace("_", "-"), **kwargs)
         names.append(f.name)
     return names
@@ -110,7 +153,8 @@ def _kind(action: argparse.Action) -> str:
     if isinstance(action, (argparse.BooleanOptionalAction, argparse._StoreTrueAction, argparse._StoreFalseAction)):
         return "true or false"
     names = {int: "a whole number", float: "a number", str: "a word or path",
-             parse_budget: "a share like 0.05 or a count", _mapping: "a mapping like {lr: 1.0}"}
+             parse_budget: "a share like 0.05 or a count", _mapping: "a mapping like {lr: 1.0}",
+             _seed: f"a seed from 0 to {MAX_SEED}", positive_int: "a whole number >= 1"}
     one = names.get(action.type, "a word or path" if action.type is None else getattr(action.type, "__name__", "?"))
     return f"a list of ({one})" if action.nargs in ("+", "*") or isinstance(action, argparse._AppendAction) else one
 

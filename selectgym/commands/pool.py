@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -17,6 +18,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                           formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     add_config_flag(make)
     make.add_argument("--out", default="suite", help="output folder")
+    make.add_argument("--overwrite", action="store_true", help="write into an --out folder selectgym did not make "
+                      "(its files of the same names are replaced, the others kept)")
     make.add_argument("--humaneval", action="store_true", help="also write humaneval.jsonl (164 problems)")
     make.set_defaults(_run=run_make_suite, _fields=add_dataclass_arguments(make, SuiteConfig))
     insp = sub.add_parser("inspect", help="counts, format, token lengths and defects of a pool file",
@@ -25,6 +28,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     insp.add_argument("--format", default="auto", help="auto, alpaca, sharegpt, preference or verifiable")
     insp.add_argument("--tokenizer", default="tiny", help="tokenizer for token lengths (tiny/smollm2 or a path); "
                       "'none' skips them")
+    insp.add_argument("--val", default=None, help="a validation file to check against the pool (repeated rows, "
+                      "the pool itself, shared prompts)")
     insp.add_argument("--json", action="store_true", help="print the summary as JSON")
     insp.set_defaults(_run=run_inspect)
 
@@ -37,8 +42,10 @@ def run_make_suite(args: argparse.Namespace) -> int:
     from selectgym.data.humaneval import humaneval_pool
     from selectgym.data.io import save_pool
     from selectgym.data.suite import make_suite
+    from selectgym.outputs import claim_folder
 
     cfg = dataclass_from_args(SuiteConfig, args, args._fields)
+    claim_folder(args.out, overwrite=args.overwrite, made_by="selectgym pool make-suite")
     paths = make_suite(args.out, cfg)
     if args.humaneval:
         paths["humaneval"] = save_pool(Path(args.out) / "humaneval.jsonl", humaneval_pool())
@@ -79,8 +86,13 @@ def run_inspect(args: argparse.Namespace) -> int:
 
         tok = load_tokenizer(args.tokenizer)
     summary = summarise(pool, tok)
+    from selectgym.data.checks import degenerate_report
+
+    warnings = degenerate_report(pool, load_pool(args.val) if args.val else None, pool_duplicates=True)
+    for line in warnings:
+        print(f"selectgym: warning: {line}", file=sys.stderr)
     if args.json:
-        print(json.dumps(summary, indent=2))
+        print(json.dumps({**summary, "warnings": warnings}, indent=2))
         return 0
     for key, value in summary.items():
         print(f"{key:>16}: {value}")

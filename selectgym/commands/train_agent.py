@@ -1,4 +1,4 @@
-"""Train an RL data-selection agent on computed features and save the policy (zip + JSON sidecar).
+"""Train an RL data-selection agent on computed features and save the policy (one zip, its settings inside).
 
 Example: `selectgym train-agent --config configs/agent_ppo.yaml --features feats/ --eval-features feats_eval/
 --out policy.zip`. Every AgentConfig field is a flag (and a YAML key); reward_kwargs and algo_kwargs take YAML.
@@ -19,7 +19,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_config_flag(parser)
     parser.add_argument("--features", default=None, help="feature folder of the training pool (`selectgym features`)")
     parser.add_argument("--eval-features", default=None, help="feature folder of a held-out pool to evaluate on")
-    parser.add_argument("--out", default="policy.zip", help="where to save the policy (a sidecar .json goes beside)")
+    parser.add_argument("--out", default="policy.zip", help="where to save the policy (one .zip)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     parser.add_argument("--pool", default=None, help="training pool file (only the proxy reward needs the texts)")
     parser.add_argument("--val", default=None, help="validation file (only the proxy reward needs the texts)")
     parser.add_argument("--pools-dir", default=None, help="where drawn training pools and their features go "
@@ -42,14 +43,26 @@ def _load(folder: str | None, flag: str):
 def run(args: argparse.Namespace) -> int:
     from selectgym.agents.config import AgentConfig
     from selectgym.agents.train import train_agent
+    from selectgym.outputs import claim_file
 
     cfg = dataclass_from_args(AgentConfig, args, args._config_fields)
+    claim_file(args.out, {"--features": args.features, "--eval-features": args.eval_features, "--pool": args.pool,
+                          "--val": args.val, "--config": getattr(args, "config", None)}, args.overwrite)
     if cfg.training_pools is not None:
         return _run_over_pools(cfg, args)
     train, val, store = _load(args.features, "--features")
     eval_train = eval_val = None
     if args.eval_features:
+        from selectgym.agents.policy_file import setting_differences
+
         eval_train, eval_val, _ = _load(args.eval_features, "--eval-features")
+        differ = setting_differences(train.meta, eval_train.meta, who="--features")
+        differ += [f"{name} {eval_train.schema()[name]} (--features: {shape})" for name, shape in
+                   train.schema().items() if name in eval_train.schema() and eval_train.schema()[name] != shape]
+        if differ:
+            raise SelectgymError(f"--eval-features {args.eval_features} were made with other settings than --features "
+                                 f"{args.features}: {'; '.join(differ)}; compute both with the same feature config "
+                                 f"and proxy")
     context = None
     if cfg.reward == "proxy":
         if not (args.pool and args.val):
@@ -62,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
     train_agent(cfg, train, val, out=args.out, eval_table=eval_train, eval_val_table=eval_val,
                 reward_context=context, feature_config=store.meta.get("config"))
     print(f"trained {cfg.algo} on {cfg.env_id} for {cfg.timesteps} steps ({len(train)} examples); "
-          f"saved {args.out} and {Path(args.out).with_suffix('.json').name}")
+          f"saved {args.out}")
     return 0
 
 

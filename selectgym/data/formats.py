@@ -6,7 +6,7 @@ Formats:
   ``role``/``content``); the last assistant turn is the response.
 - ``preference``: ``prompt`` + ``chosen`` + ``rejected``, each a string or a message list.
 - ``verifiable``: ``prompt`` or ``question`` (string or messages) + ``answer`` (or VERL's
-  ``reward_model.ground_truth``).
+  ``reward_model.ground_truth``), a string or a number (a list or an object is refused).
 """
 
 from __future__ import annotations
@@ -80,6 +80,22 @@ def _reply(value: Any, key: str) -> tuple[list[Message], str]:
     return msgs[:-1], msgs[-1]["content"]
 
 
+def _answer(value: Any) -> str:
+    """A reference answer as the text a completion must give: a string, or a number written as JSON writes it.
+
+    A list or an object is refused: its Python form (``['a', 'b']``) is no answer a model would write, so a
+    verifier comparing against it could never match.
+    """
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return str(value)
+    raise RecordError(f"field 'answer' must be a string or a number, got a {type(value).__name__} "
+                      f"({str(value)[:40]}); write the answer as the text a correct reply gives, e.g. \"3, 5\"")
+
+
 def normalise(record: dict[str, Any], fmt: str) -> Example:
     """Turn one record of format ``fmt`` into an ``Example`` (id left empty unless the record has one)."""
     meta = record.get("meta") or {}
@@ -124,5 +140,5 @@ def normalise(record: dict[str, Any], fmt: str) -> Example:
             raise RecordError("missing field 'answer' (or reward_model.ground_truth)")
         response = record.get("solution")
         return Example(ex_id, prompt, response=response if isinstance(response, str) else None,
-                       answer=str(answer), meta=meta, raw=record)
+                       answer=_answer(answer), meta=meta, raw=record)
     raise RecordError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")

@@ -118,6 +118,26 @@ def available_features(table: FeatureTable, val_table: FeatureTable | None, trai
     return [name for name in FEATURES if have[name]] + scalar_arrays(table)
 
 
+def _lacking(missing: list[str], have: list[str], table: FeatureTable) -> str:
+    """Why the tables cannot give ``missing`` and what to do: a name no feature writes is a typo (the valid names
+    are listed), a vector array is not one number per example, a known one is recomputed with its feature."""
+    from selectgym.proxies.features import FEATURES as COMPUTED
+    from selectgym.proxies.features import feature_of_array
+
+    arrays = {a for cls in COMPUTED.values() for a in (*cls.train_arrays, *cls.val_arrays)}
+    unknown = [f for f in missing if f not in FEATURES and f.partition("@")[0] not in arrays and f not in table.arrays]
+    if unknown:
+        return (f"features lack {unknown}: {'that is' if len(unknown) == 1 else 'those are'} not a known feature or "
+                f"array; observe any of {', '.join(have) or 'none'} (what these features hold), or leave observe unset")
+    vectors = [f for f in missing if f in table.arrays]
+    if vectors:
+        return (f"features lack {vectors} as one number per example (they hold a vector per example); observe any of "
+                f"{', '.join(have) or 'none'}, or leave observe unset")
+    wanted = sorted({"grad" if f == "alignment" else feature_of_array(f) for f in missing})
+    return (f"features lack {missing} (they provide {have}); recompute them with `selectgym features --features "
+            f"{','.join(wanted)}`{' and --val FILE' if 'alignment' in missing else ''}, or leave those out")
+
+
 def feature_matrix(table: FeatureTable, val_table: FeatureTable | None, features: Sequence[str] | None = None,
                    train_grad: str = "grad", val_grad: str = "grad",
                    alignment_target: str = "mean") -> tuple[np.ndarray, np.ndarray]:
@@ -126,13 +146,17 @@ def feature_matrix(table: FeatureTable, val_table: FeatureTable | None, features
     ``features=None`` uses every built-in feature the tables have; a list asks for exactly those, and may name
     any other scalar array of the table; a missing one is an error naming what is absent.
     """
+    for setting, name, tab in (("train_grad", train_grad, table), ("val_grad", val_grad, val_table)):
+        if tab is not None and name != "grad" and not tab.has(name):  # "grad" may be absent: no alignment then
+            vectors = sorted(n for n, a in tab.arrays.items() if np.ndim(a) == 2)
+            raise SelectgymError(f"{setting} {name!r} is not an array of these {'validation ' * (tab is val_table)}"
+                                 f"features; use one of {', '.join(vectors) or 'none (they hold no gradients)'}")
     have = available_features(table, val_table, train_grad, val_grad)
     if features is None:
         features = [f for f in have if f in FEATURES]
     missing = [f for f in features if f not in have]
     if missing:
-        raise SelectgymError(f"features lack {missing} (they provide {have}); recompute them with a config that "
-                             f"enables {missing}, or leave those out")
+        raise SelectgymError(_lacking(missing, have, table))
     columns = observed_columns(features)
     x = np.zeros((len(table), len(columns)))
     present = np.zeros(len(columns))

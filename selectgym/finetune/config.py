@@ -15,6 +15,7 @@ from typing import Any
 from selectgym.budget import check_budget
 from selectgym.errors import SelectgymError
 from selectgym.proxies.lora import ALL_LINEAR, LoraSpec
+from selectgym.utils import check_device
 
 METHODS = ("sft", "dpo", "grpo")
 #: re-selection scorers: for sft/dpo inside one training run (a callback), for grpo GradAlign's rounds
@@ -83,7 +84,7 @@ class FinetuneConfig:
 
     def __post_init__(self) -> None:
         _choice("method", self.method, METHODS)
-        _choice("device", self.device, DEVICES)
+        check_device(self.device, DEVICES, gpu_index=False)
         _choice("report_to", self.report_to, REPORTERS)
         _choice(f"reselect (for method {self.method})", self.reselect, RESELECT[self.method])
         _choice("gradalign_mode", self.gradalign_mode, GRADALIGN_MODES)
@@ -97,17 +98,25 @@ class FinetuneConfig:
         if not math.isfinite(self.lr) or self.lr <= 0:
             raise SelectgymError(f"lr must be a positive number, got {self.lr}")
         if self.max_length < 8:
-            raise SelectgymError(f"max_length {self.max_length} leaves no room for a prompt and a response; use >= 8")
+            raise SelectgymError(f"--max-length {self.max_length} leaves no room for a prompt and a response; use more "
+                                 f"tokens than your longest prompt takes with the chat template, like the default 256")
         if self.max_steps < 1 and self.max_steps != -1:
             raise SelectgymError(f"max_steps must be >= 1, or -1 to let epochs decide; got {self.max_steps}")
         if self.max_steps == -1 and self.epochs <= 0:
             raise SelectgymError("set epochs > 0 or max_steps >= 1")
+        if not 0.0 <= self.lora_dropout < 1.0:
+            raise SelectgymError(f"--lora-dropout must lie in [0, 1), e.g. 0.05; got {self.lora_dropout}")
+        if self.lora_alpha < 1:
+            raise SelectgymError(f"--lora-alpha must be >= 1 (LoRA scales by alpha / r; 0 would silence it), e.g. 16; "
+                                 f"got {self.lora_alpha}")
         if not 0 <= self.warmup_ratio < 1:
             raise SelectgymError(f"warmup_ratio must lie in [0, 1), got {self.warmup_ratio}")
+        for name in ("epochs", "beta", "kl_coef", "temperature"):
+            if not math.isfinite(getattr(self, name)):
+                raise SelectgymError(f"--{name.replace('_', '-')} must be a number, got {getattr(self, name)}")
+        _choice("lr_scheduler", self.lr_scheduler, _schedulers())
         self._check_method_fields()
         self._check_reselect()
-        if self.device == "cuda" and not _cuda_available():
-            raise SelectgymError("device=cuda but no CUDA GPU is visible; use --device cpu (or auto)")
         if self.bf16 and not self.uses_cuda:
             raise SelectgymError("bf16 needs a CUDA GPU here; drop --bf16 (training runs in float32 on CPU)")
 
@@ -177,6 +186,13 @@ class FinetuneConfig:
 def _choice(name: str, value: str, allowed) -> None:
     if value not in allowed:
         raise SelectgymError(f"{name} must be one of {', '.join(allowed)}, got {value!r}")
+
+
+def _schedulers() -> list[str]:
+    """transformers' LR schedule names (what ``lr_scheduler`` may be)."""
+    from transformers import SchedulerType
+
+    return [s.value for s in SchedulerType]
 
 
 def _cuda_available() -> bool:

@@ -20,13 +20,15 @@ from typing import Any
 from transformers import TrainerCallback
 
 from selectgym.data import Pool
+from selectgym.data.checks import log_report
+from selectgym.data.verify import verifier_report
 from selectgym.errors import SelectgymError
 from selectgym.finetune import reselect
 from selectgym.finetune.config import FinetuneConfig
 from selectgym.finetune.evaluate import check_evaluable, evaluate
 from selectgym.finetune.trainers import build_trainer
-from selectgym.finetune.trl_data import as_pool
-from selectgym.proxies.models import load_model
+from selectgym.finetune.trl_data import as_pool, check_max_length
+from selectgym.proxies.models import load_model, load_tokenizer
 from selectgym.utils import atomic_dir, write_json
 
 log = logging.getLogger(__name__)
@@ -63,6 +65,9 @@ def train(cfg: FinetuneConfig, data: Pool | str | os.PathLike, eval_pool: Pool |
           callbacks: Sequence[TrainerCallback] = (), rescore=None) -> FinetuneResult:
     """Fine-tune ``cfg.model`` on ``data`` with ``cfg.method``; the adapter goes to ``cfg.output_dir/adapter``.
 
+    Before any model loads, GRPO with the verifier refuses a pool whose verifier can score none of its examples
+    (``verify.verifier_report``); ``selectgym finetune`` also names degenerate data (``selectgym.data.checks``),
+    which a benchmark fine-tuning on many subsets of one pool would repeat at every run.
     With ``eval_pool`` the result's metrics include ``evaluate`` on it. With ``cfg.reselect`` set, training
     runs on a budget-sized subset that is re-selected during training (``rescore`` overrides the scorer the
     config names; see ``selectgym.finetune.reselect``); for GRPO that is GradAlign's rounds.
@@ -71,11 +76,15 @@ def train(cfg: FinetuneConfig, data: Pool | str | os.PathLike, eval_pool: Pool |
     target = as_pool(eval_pool) if eval_pool is not None else None
     if target is not None:
         check_evaluable(target)  # before training, not after
+    if cfg.method == "grpo" and cfg.completion_reward == "verifier":
+        log_report(verifier_report(pool, pool.source))  # refuses a pool the verifier can score none of
     start = time.perf_counter()
     if cfg.method == "grpo" and cfg.reselect == "gradalign":
         model, tokenizer, steps, selections, history = reselect.gradalign_rounds(cfg, pool, target, callbacks)
         trainer = None
     else:
+        if cfg.method in ("sft", "dpo"):  # the tokenizer tells a max_length nothing fits in, before the model loads
+            check_max_length(pool, load_tokenizer(cfg.model), cfg.max_length)
         model, tokenizer = load_model(cfg.model)
         trainer = build_trainer(cfg, pool, model, tokenizer, callbacks)
         selections = []

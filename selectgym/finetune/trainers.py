@@ -18,6 +18,7 @@ from selectgym.data import Pool
 from selectgym.errors import SelectgymError
 from selectgym.finetune.config import FinetuneConfig
 from selectgym.finetune.trl_data import DATASETS
+from selectgym.proxies.lora import check_targets
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +100,8 @@ def build_trainer(cfg: FinetuneConfig, pool: Pool, model, tokenizer, callbacks: 
 
     ``peft=False`` when ``model`` already carries the adapter (GradAlign's rounds keep training one adapter).
     """
+    if peft:
+        check_targets(model, cfg.lora_targets)
     peft_config = cfg.lora_spec().to_peft() if peft else None
     dataset = DATASETS[cfg.method](pool)
     cbs = [NanGuard(cfg.output_dir), LogMetrics(), *callbacks]

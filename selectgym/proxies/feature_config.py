@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,6 +17,7 @@ from selectgym.proxies.policy_grad import BASELINES, POLICIES
 from selectgym.proxies.projection import PROJECTIONS
 from selectgym.proxies.rewards import KINDS as COMPLETION_REWARDS
 from selectgym.proxies.store import GRAD_DTYPES
+from selectgym.utils import check_device
 
 #: rollout backends a feature run may name ("auto" is for finetune's model paths)
 ROLLOUT_BACKENDS = ("transformers", "vllm", "openai")
@@ -113,6 +115,20 @@ class FeatureConfig:
                      "embedding_batch_size", "lora_r", "nice_topk"):
             if getattr(self, name) < 1:
                 raise SelectgymError(f"{name} must be >= 1, got {getattr(self, name)}")
+        check_device(self.device, available=False)  # a stored config may name a GPU this machine lacks
+        if not 0.0 <= self.lora_dropout < 1.0:
+            raise SelectgymError(f"--lora-dropout must lie in [0, 1), e.g. 0.05; got {self.lora_dropout}")
+        if not math.isfinite(self.warmup_lr) or self.warmup_lr <= 0:
+            raise SelectgymError(f"--warmup-lr must be a positive number, e.g. 2e-4; got {self.warmup_lr}")
+        if self.lora_alpha < 1:
+            raise SelectgymError(f"--lora-alpha must be >= 1 (LoRA scales by alpha / r; 0 would silence it), e.g. 16; "
+                                 f"got {self.lora_alpha}")
+        if not math.isfinite(self.dpo_beta) or self.dpo_beta <= 0:
+            raise SelectgymError(f"--dpo-beta must be a positive number, e.g. 0.1; got {self.dpo_beta}")
+        if not math.isfinite(self.nice_threshold):
+            raise SelectgymError(f"--nice-threshold must be a number, e.g. 0.5; got {self.nice_threshold}")
+        if not math.isfinite(self.temperature) or self.temperature < 0:
+            raise SelectgymError(f"--temperature must be >= 0 (0 samples greedily), e.g. 0.7; got {self.temperature}")
         if self.warmup_steps < 0 or self.warmup_epochs < 0:
             raise SelectgymError(f"warmup_steps and warmup_epochs must be >= 0, got {self.warmup_steps} and "
                                  f"{self.warmup_epochs}")

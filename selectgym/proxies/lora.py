@@ -27,6 +27,15 @@ class LoraSpec:
                           target_modules=list(self.target_modules), task_type="CAUSAL_LM")
 
 
+def check_targets(model, target_modules) -> None:
+    """A one-line error when ``--lora-targets`` names layers this model does not have."""
+    names = {n.rsplit(".", 1)[-1] for n, _ in model.named_modules()}
+    missing = [m for m in target_modules if m not in names]
+    if missing:
+        raise SelectgymError(f"LoRA target modules {missing} are not in this model; it has e.g. "
+                             f"{sorted(n for n in names if n.endswith('proj'))[:8]}")
+
+
 def attach_lora(model, spec: LoraSpec | None = None, seed: int | None = None):
     """Wrap ``model`` with a fresh LoRA adapter (base frozen, adapter trainable).
 
@@ -37,11 +46,7 @@ def attach_lora(model, spec: LoraSpec | None = None, seed: int | None = None):
     from peft import get_peft_model
 
     spec = spec or LoraSpec()
-    names = {n.rsplit(".", 1)[-1] for n, _ in model.named_modules()}
-    missing = [m for m in spec.target_modules if m not in names]
-    if missing:
-        raise SelectgymError(f"LoRA target modules {missing} are not in this model; it has e.g. "
-                             f"{sorted(n for n in names if n.endswith('proj'))[:8]}")
+    check_targets(model, spec.target_modules)
     if seed is None:
         return get_peft_model(model, spec.to_peft())
     with torch.random.fork_rng(devices=[]):

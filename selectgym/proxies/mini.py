@@ -9,8 +9,12 @@ digit. The loss covers the replies (prompt tokens get ``prompt_loss_weight``), w
 proxy's features read, and weighs every example alike: a token-weighted mean would let the few
 families with long answers, such as word sorting, outweigh the arithmetic. Everything is drawn from
 ``MiniConfig.seed``: the same config gives the same weights on the same machine, but another CPU's floating
-point gives other weights (``models.weights_digest`` tells builds apart). The build is cached
-under ``$SELECTGYM_CACHE/models/mini-<hash>``.
+point gives other weights (``models.weights_digest`` tells builds apart).
+
+So the default build ships with the package (``selectgym/models/mini``, built once with ``MiniConfig()``, weights
+digest ``SHIPPED_DIGEST``): ``load_model("mini")`` loads those files on every machine and builds nothing, and
+every result that reads ``mini`` is the same everywhere. Other configs (``selectgym model pretrain --seed 1``)
+are built on first use and cached under ``$SELECTGYM_CACHE/models/mini-<hash>``.
 """
 
 from __future__ import annotations
@@ -35,6 +39,10 @@ from selectgym.utils import atomic_dir, cache_dir, stable_hash, write_json
 log = logging.getLogger(__name__)
 
 MINI_NAME = "mini"  # the name `load_model` knows the default build by
+#: the default build, shipped inside the package
+SHIPPED_DIR = Path(__file__).resolve().parents[1] / "models" / "mini"
+#: ``models.weights_digest`` of the shipped build (a test keeps it and the files in step)
+SHIPPED_DIGEST = "578115233875a07a"
 #: bump when the corpus, tokenizer or training loop changes what a config builds (it is in the cache key)
 BUILD_VERSION = 1
 #: corpus texts the BPE is trained on (more change little and cost seconds)
@@ -106,6 +114,11 @@ class MiniConfig:
         if self.hidden_size % self.num_attention_heads:
             raise SelectgymError(f"mini hidden_size {self.hidden_size} must be a multiple of num_attention_heads "
                                  f"{self.num_attention_heads}")
+        if not all(math.isfinite(v) for v in (self.lr, self.weight_decay, self.prompt_loss_weight)):
+            raise SelectgymError(f"mini lr, weight_decay and prompt_loss_weight must be numbers, got {self.lr}, "
+                                 f"{self.weight_decay}, {self.prompt_loss_weight}")
+        if self.weight_decay < 0:
+            raise SelectgymError(f"--weight-decay must be >= 0, e.g. 0.01; got {self.weight_decay}")
         if self.lr <= 0 or self.warmup < 0 or self.prompt_loss_weight < 0:
             raise SelectgymError(f"mini needs lr > 0, warmup >= 0 and prompt_loss_weight >= 0, got {self.lr}, "
                                  f"{self.warmup}, {self.prompt_loss_weight}")
@@ -258,7 +271,9 @@ def _pretrain(cfg: MiniConfig, progress: bool):
     tokenizer = train_tokenizer([prompt_of(q) + a + EOS for q, a in pairs[:TOKENIZER_TEXTS]], cfg.vocab_size)
     data = encode(tokenizer, pairs, cfg.max_length)
     if len(data) < cfg.batch_size:
-        raise SelectgymError(f"only {len(data)} corpus examples fit in max_length {cfg.max_length}; raise it")
+        raise SelectgymError(f"only {len(data)} of the {len(pairs)} corpus examples (steps x batch_size) fit in "
+                             f"max_length {cfg.max_length}, less than one batch of {cfg.batch_size}; raise --steps "
+                             f"or --max-length")
     t_tok = time.perf_counter() - started - t_corpus
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(_seed(cfg.seed, "init"))
@@ -324,9 +339,27 @@ def build_mini(out: str | Path, cfg: MiniConfig | None = None, progress: bool = 
     return Path(out)
 
 
+def is_shipped(cfg: MiniConfig) -> bool:
+    """True when ``cfg`` is the config of the shipped build (and the package holds it)."""
+    file = SHIPPED_DIR / "build.json"
+    if not file.exists():
+        return False
+    report = json.loads(file.read_text())
+    return report.get("config") == cfg.to_dict() and report.get("version") == BUILD_VERSION
+
+
 def mini_dir(cfg: MiniConfig | None = None, progress: bool = True, threads: int = 1) -> Path:
-    """The cached build of ``cfg`` (the default config unless given); pretrains it on first use."""
+    """The build of ``cfg`` (the default config unless given): the shipped files for the default config, else the
+    cached build, pretrained on first use."""
     cfg = cfg or MiniConfig()
+    if is_shipped(cfg):
+        return SHIPPED_DIR
+    return cached_build(cfg, progress, threads)
+
+
+def cached_build(cfg: MiniConfig, progress: bool = True, threads: int = 1) -> Path:
+    """The build of ``cfg`` on this machine, under ``$SELECTGYM_CACHE/models``; pretrains it on first use. For the
+    default config this rebuilds the shipped model here (its digest says whether this CPU gives the same weights)."""
     final = cache_dir() / "models" / f"{MINI_NAME}-{cfg.key()}"
     if (final / "build.json").exists():
         return final

@@ -139,14 +139,36 @@ def _local(path: str) -> str:
 @contextmanager
 def _loading(path) -> Iterator[None]:
     """Turn transformers' errors on a broken model folder or file into one line naming it."""
+    from safetensors import SafetensorError
+
     try:
         yield
     except SelectgymError:
         raise
-    except (OSError, ValueError, KeyError, TypeError, RuntimeError) as err:
+    except (OSError, ValueError, KeyError, TypeError, RuntimeError, SafetensorError) as err:
         first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        damaged = _damaged_weights(path)
+        if damaged is not None:
+            raise SelectgymError(f"cannot load model {str(path)!r}: {damaged} is damaged or truncated ({first[:200]}); "
+                                 f"re-save the model, or copy that file again") from None
         raise SelectgymError(f"cannot load model {str(path)!r}: {first[:300]}; check that it is a complete "
                              f"causal-LM folder or .gguf file (re-save or re-download it elsewhere)") from None
+
+
+def _damaged_weights(path) -> Path | None:
+    """The first ``.safetensors`` file of a model folder whose header does not open (truncated, cut short, not
+    safetensors at all), or None."""
+    from safetensors import safe_open
+
+    path = Path(path)
+    files = sorted(path.glob("*.safetensors")) if path.is_dir() else [path] if path.suffix == ".safetensors" else []
+    for file in files:
+        try:
+            with safe_open(str(file), framework="np"):
+                pass
+        except Exception:  # safetensors raises its own error type, or OSError for an unreadable file
+            return file
+    return None
 
 
 def tiny_model(tokenizer, cfg: TinyConfig | None = None):
@@ -200,14 +222,9 @@ def weights_digest(name_or_path: str) -> str | None:
     is pretrained on each machine, and another CPU's floating point gives other weights. Stores and benchmarks
     record the digest so that results from two builds are never mixed.
     """
-    if name_or_path == TINY_NAME:
+    folder = model_folder(name_or_path)
+    if folder is None:
         return None
-    if name_or_path == MINI_NAME:
-        folder = mini_dir()
-    elif name_or_path == SMOLLM2_NAME:
-        folder = smollm2_dir()
-    else:
-        folder = Path(_local(name_or_path))
     files = [folder] if folder.is_file() else sorted(f for pattern in WEIGHT_FILES for f in folder.glob(pattern))
     return stable_hash([[f.name, _cached_digest(str(f), f.stat().st_size, f.stat().st_mtime_ns)] for f in files])
 
@@ -216,3 +233,23 @@ def weights_digest(name_or_path: str) -> str | None:
 def _cached_digest(path: str, size: int, mtime_ns: int) -> str:
     """A file's digest, read once per process for as long as its size and time stamp stay the same."""
     return file_digest(path)
+
+
+def model_folder(name_or_path: str) -> Path | None:
+    """Where the weights of ``load_model(name_or_path)`` lie (None for ``tiny``, built from its config)."""
+    if name_or_path == TINY_NAME:
+        return None
+    if name_or_path == MINI_NAME:
+        return mini_dir()
+    if name_or_path == SMOLLM2_NAME:
+        return smollm2_dir()
+    return Path(_local(name_or_path))
+
+
+def describe_model(name_or_path: str) -> dict[str, str]:
+    """What ``selectgym model info`` prints: the model's folder, size and weights digest."""
+    folder = model_folder(name_or_path)
+    model, _ = load_model(name_or_path)
+    return {"model": name_or_path, "path": str(folder) if folder else "(built from its config)",
+            "parameters": f"{sum(p.numel() for p in model.parameters()):,}",
+            "digest": weights_digest(name_or_path) or "(none: the same weights everywhere)"}

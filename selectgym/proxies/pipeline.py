@@ -13,7 +13,7 @@ import dataclasses
 import logging
 import os
 from collections.abc import Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -27,8 +27,10 @@ from selectgym.proxies.feature_config import FeatureConfig
 from selectgym.proxies.features import FEATURES
 from selectgym.proxies.models import weights_digest
 from selectgym.proxies.proxy import Proxy, build_proxy
+from selectgym.proxies.secrets import redact_config
 from selectgym.proxies.store import FeatureStore
 from selectgym.proxies.table import FeatureTable
+from selectgym.utils import check_device
 
 log = logging.getLogger(__name__)
 
@@ -77,11 +79,12 @@ def store_material(cfg: FeatureConfig, pool: Pool, val: Pool | None) -> dict[str
     """What the store's key is hashed from: model and its weights, adapter, pool and validation content, config.
 
     The weights' digest keeps the features of two builds of one model (``mini`` pretrained on another machine)
-    in different stores: a resumed store never mixes them."""
+    in different stores: a resumed store never mixes them. The config is stored with credentials masked
+    (``base_url``'s ``user:password@`` and ``?api_key=``): another key to the same server finds the same store."""
     model = str(Path(cfg.model).resolve()) if Path(cfg.model).exists() else cfg.model
     return {"model": model, "weights": weights_digest(cfg.model), "adapter": dataclasses.asdict(cfg.lora_spec()),
             "pool_hash": pool.content_hash,
-            "val_hash": val.content_hash if val is not None else None, "config": cfg.to_dict()}
+            "val_hash": val.content_hash if val is not None else None, "config": redact_config(cfg.to_dict())}
 
 
 def compute_features(pool_path: str | os.PathLike, val_path: str | os.PathLike | None, cfg: FeatureConfig,
@@ -91,6 +94,7 @@ def compute_features(pool_path: str | os.PathLike, val_path: str | os.PathLike |
 
     ``rank``/``world_size`` default to the launcher's environment (1 process without one).
     """
+    check_device(cfg.device)  # a GPU named but absent: refused before anything loads
     env_rank, env_world = dist_env()
     rank = env_rank if rank is None else rank
     world_size = env_world if world_size is None else world_size
@@ -104,10 +108,10 @@ def compute_features(pool_path: str | os.PathLike, val_path: str | os.PathLike |
     meta = {"pool_path": str(Path(pool_path).resolve()), "val_path": str(Path(val_path).resolve()) if val_path
             else None, "pool_hash": pool.content_hash, "val_hash": val.content_hash if val is not None else None,
             "pool_format": pool.format, "n_pool": len(pool), "n_val": len(val) if val is not None else 0,
-            "model": cfg.model, "weights": material["weights"], "config": cfg.to_dict(),
+            "model": cfg.model, "weights": material["weights"], "config": material["config"],
             "features": list(cfg.features), "shards": n_shards}
     root = Path(out_dir)
-    with process_group(world_size):
+    with process_group(world_size), ExitStack() as held:
         store = _open_store(root, material, meta, rank, world_size, cfg.grad_dtype)
         if store.complete:
             log.info("features already complete at %s", store.path)
@@ -115,6 +119,8 @@ def compute_features(pool_path: str | os.PathLike, val_path: str | os.PathLike |
                 store.mark_latest()
             store.last_run = {"computed": 0, "reused": len(pool)}
             return store
+        if rank == 0:
+            held.enter_context(store.computing())  # a second run on this store: refused, not a race for shards
         proxy = build_proxy(cfg, pool, store, rank, world_size)
         finished = set(store.finished_shards(TRAIN))
         rows = {i: pool[i * cfg.shard_size:(i + 1) * cfg.shard_size] for i in range(n_shards)}

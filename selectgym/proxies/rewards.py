@@ -143,9 +143,9 @@ class LLMJudgeReward(CompletionReward):
             replies = self.client.complete(self._messages(ex, completion), temperature=0.0, max_tokens=8)
             value = self.parse(replies[0]) if replies else None
             if value is None:
-                shown = " ".join((replies[0] if replies else "<no choices>").split())[:80]
+                shown = " ".join(self.client.redact(replies[0] if replies else "<no choices>").split())[:80]
                 if self.on_unparsed == "error":
-                    raise SelectgymError(f"the judge at {self.client.url} replied {shown!r} for example {ex.id}, "
+                    raise SelectgymError(f"the judge at {self.client.shown_url} replied {shown!r} for example {ex.id}, "
                                          f"not a score in 0..{self.scale:g}; use a model that follows the grading "
                                          "prompt, or on_unparsed='zero'")
                 log.warning("judge reply %r for example %s has no score in range; reward 0", shown, ex.id)

@@ -8,6 +8,7 @@ are chat messages rendered with the model's own chat template, as in training.
 
 from __future__ import annotations
 
+import base64
 import importlib.util
 import json
 import logging
@@ -19,6 +20,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import numpy as np
 import torch
@@ -26,6 +28,7 @@ import torch
 from selectgym.data.pool import Message
 from selectgym.data.render import prompt_text
 from selectgym.errors import SelectgymError
+from selectgym.proxies.secrets import redact_secrets, redact_url, url_secrets
 
 log = logging.getLogger(__name__)
 
@@ -167,30 +170,78 @@ def _one_line(text: str, limit: int = 160) -> str:
     return text if len(text) <= limit else text[:limit] + "..."
 
 
+def chat_url(base_url: str) -> tuple[str, tuple[str, str] | None]:
+    """``(request URL, (user, password) or None)`` for a server's base URL.
+
+    ``/v1`` (unless the path ends with it) and ``/chat/completions`` are appended to the URL's *path*; its
+    query (``?api-version=...``, ``?api_key=...``) stays at the end. Userinfo (``user:password@``) is taken
+    out of the URL: urllib cannot send it there, so it goes as HTTP Basic credentials instead.
+    """
+    shown = redact_url(base_url)
+    if not str(base_url).startswith(("http://", "https://")):
+        raise SelectgymError(f"base_url must start with http:// or https://, got {shown!r}")
+    try:
+        parts = urlsplit(base_url)
+        parts.port  # noqa: B018 - a bad port raises here
+    except ValueError:
+        raise SelectgymError(f"base_url {shown!r} is not a valid URL (check the host and port)") from None
+    if not parts.hostname:
+        raise SelectgymError(f"base_url {shown!r} has no host; use e.g. http://localhost:8000/v1")
+    path = parts.path.rstrip("/")
+    path = (path if path.endswith("/v1") else path + "/v1") + "/chat/completions"
+    auth = None
+    netloc = parts.netloc
+    if "@" in netloc:
+        userinfo, _, netloc = netloc.rpartition("@")
+        user, _, password = userinfo.partition(":")
+        auth = (unquote(user), unquote(password))
+    return urlunsplit((parts.scheme, netloc, path, parts.query, "")), auth
+
+
 class ChatClient:
     """POST to an OpenAI-compatible ``/v1/chat/completions`` with bounded retries and exponential backoff.
 
     Connection failures, timeouts, 429/5xx answers and unparsable replies are retried ``max_retries``
     times; then a one-line ``SelectgymError``. The API key (read from ``api_key_env``) goes in the
-    ``Authorization`` header only, never into a log line or an error.
+    ``Authorization`` header only. Credentials inside ``base_url`` (``user:password@host``, sent as HTTP
+    Basic auth; ``?api_key=...``, kept in the query) are masked in every message and log line (``shown_url``),
+    and so is the key's value, or any ``Bearer`` token, that a server's reply echoes.
     """
 
     def __init__(self, base_url: str, model: str, api_key_env: str = "OPENAI_API_KEY", timeout: float = 30,
                  max_retries: int = 2, backoff: float = 0.5) -> None:
         if max_retries < 0 or timeout <= 0:
             raise SelectgymError(f"need max_retries >= 0 and timeout > 0, got {max_retries}, {timeout}")
-        url = base_url.rstrip("/")
-        if not url.startswith(("http://", "https://")):
-            raise SelectgymError(f"base_url must start with http:// or https://, got {base_url!r}")
-        self.url = (url if url.endswith("/v1") else url + "/v1") + "/chat/completions"
+        self.url, self._basic = chat_url(str(base_url))
+        self.shown_url = redact_url(self.url)
+        self._url_secrets = url_secrets(base_url)
+        if self._basic is not None:
+            self._url_secrets.append(self._basic_token())
         self.model, self.api_key_env = model, api_key_env
         self.timeout, self.max_retries, self.backoff = float(timeout), int(max_retries), float(backoff)
+        if self._basic is not None and self._key():
+            raise SelectgymError(f"base_url {redact_url(base_url)!r} carries a user:password and ${api_key_env} is "
+                                 f"set too; keep one: drop the credentials from the URL (the key goes as a Bearer "
+                                 f"token), or unset ${api_key_env}")
+
+    def _key(self) -> str | None:
+        return (os.environ.get(self.api_key_env) or None) if self.api_key_env else None
+
+    def _basic_token(self) -> str:
+        user, password = self._basic or ("", "")
+        return base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
+
+    def redact(self, text: str) -> str:
+        """``text`` (a server's reply, an error) without the API key, the URL's credentials or a Bearer token."""
+        return redact_secrets(text, [*self._url_secrets, self._key()])
 
     def _headers(self) -> dict[str, str]:
         headers = {"Content-Type": "application/json"}
-        key = os.environ.get(self.api_key_env) if self.api_key_env else None
+        key = self._key()
         if key:
             headers["Authorization"] = f"Bearer {key}"
+        elif self._basic is not None:
+            headers["Authorization"] = f"Basic {self._basic_token()}"
         return headers
 
     def complete(self, messages: list[Message], **params: Any) -> list[str]:
@@ -205,20 +256,22 @@ class ChatClient:
                 with urllib.request.urlopen(request, timeout=self.timeout) as resp:
                     raw = resp.read()
             except urllib.error.HTTPError as err:
-                problem = f"HTTP {err.code} {_one_line(err.read().decode('utf-8', 'replace'), 80)}"
+                reply = self.redact(err.read().decode("utf-8", "replace"))
+                problem = f"HTTP {err.code} {_one_line(reply, 80)}"
                 if err.code != 429 and err.code < 500:
-                    raise SelectgymError(f"{self.url} refused the request ({problem}); check the model name "
+                    raise SelectgymError(f"{self.shown_url} refused the request ({problem}); check the model name "
                                          f"{self.model!r} and the key in ${self.api_key_env}") from None
             except (urllib.error.URLError, TimeoutError, ConnectionError, OSError) as err:
-                problem = f"{type(err).__name__}: {getattr(err, 'reason', err)}"
+                problem = self.redact(f"{type(err).__name__}: {getattr(err, 'reason', err)}")
             else:
                 try:
                     return [str(c["message"]["content"] or "") for c in json.loads(raw)["choices"]]
                 except (ValueError, KeyError, TypeError):
-                    problem = f"not a chat-completions reply: {_one_line(raw.decode('utf-8', 'replace'), 80)!r}"
-            log.warning("chat request to %s failed (attempt %d/%d): %s", self.url, attempt + 1,
+                    reply = self.redact(raw.decode("utf-8", "replace"))
+                    problem = f"not a chat-completions reply: {_one_line(reply, 80)!r}"
+            log.warning("chat request to %s failed (attempt %d/%d): %s", self.shown_url, attempt + 1,
                         self.max_retries + 1, problem)
-        raise SelectgymError(f"OpenAI-compatible server at {self.url} failed {self.max_retries + 1} times "
+        raise SelectgymError(f"OpenAI-compatible server at {self.shown_url} failed {self.max_retries + 1} times "
                              f"({_one_line(problem)}); start it (e.g. `vllm serve MODEL`) or fix base_url")
 
 

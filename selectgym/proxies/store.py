@@ -26,6 +26,8 @@ import json
 import os
 import re
 import struct
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +42,8 @@ META_FILE = "meta.json"
 COMPLETE_FILE = "complete.json"
 PROXY_FILE = "proxy.safetensors"
 LATEST_FILE = "latest.json"
+#: held (``flock``) by the run computing into a store; the kernel releases it when that process ends, however
+LOCK_FILE = "computing.lock"
 SHARD_RE = re.compile(r"^shard-(\d{5,})\.safetensors$")
 TABLE_NAME_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
 #: array names (before any ``@ckpt``) holding projected gradients, the arrays ``grad_dtype`` applies to
@@ -162,6 +166,33 @@ class FeatureStore:
         self._info["meta"].update(values)
         write_json(self.path / META_FILE, self._info)
 
+    @contextmanager
+    def computing(self) -> Iterator[None]:
+        """Hold this store's lock while computing into it: a second run on the same store (same ``--out`` and
+        settings) is refused at once instead of racing this one for the same shards. A killed run holds nothing."""
+        try:
+            import fcntl
+        except ImportError:  # no flock on this platform: nothing to hold
+            yield
+            return
+        with open(self.path / LOCK_FILE, "a+", encoding="utf-8") as fh:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                fh.seek(0)
+                pid = fh.read().strip()
+                raise SelectgymError(f"another `selectgym features` run{f' (process {pid})' if pid else ''} is "
+                                     f"computing {self.path} right now; wait for it to finish (a rerun then reuses "
+                                     f"its features), or pass another --out") from None
+            fh.seek(0)
+            fh.truncate()
+            fh.write(str(os.getpid()))
+            fh.flush()
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+
     # shards -------------------------------------------------------------------------------------------
 
     def _shard_path(self, table: str, index: int) -> Path:
@@ -234,18 +265,42 @@ class FeatureStore:
         return bool(self.finished_shards(name))
 
     def _shard_list(self, name: str) -> list[int]:
-        """The shard indices of a finished table; an incomplete store is an error."""
+        """The shard indices of a finished table; an incomplete store is an error (a run still computing it, or
+        one that was stopped, told apart)."""
         shards = self.finished_shards(name)
+        if not self.complete:
+            done = f"{len(shards)} shard(s) of {name!r} finished" if shards else f"no shard of {name!r} finished"
+            pid = self.computing_pid()
+            if pid is not None:
+                raise SelectgymError(f"{self.path} is still being computed by `selectgym features` (process {pid}; "
+                                     f"{done} so far); wait for it to finish")
+            raise SelectgymError(f"{self.path} is incomplete: `selectgym features` was interrupted ({done}); rerun "
+                                 f"`selectgym features` with the same settings to finish it")
         if not shards:
             raise SelectgymError(f"{self.path} has no {name!r} features (tables: {', '.join(self.tables) or 'none'})")
-        if self.complete:
-            expected = json.loads((self.path / COMPLETE_FILE).read_text())["shards"].get(name, len(shards))
-        else:
-            expected = None
-        if expected is None or shards != list(range(expected)):
+        expected = json.loads((self.path / COMPLETE_FILE).read_text())["shards"].get(name, len(shards))
+        if shards != list(range(expected)):
             raise SelectgymError(f"{self.path} is incomplete ({len(shards)} shards of {name!r} finished); "
                                  f"rerun `selectgym features` with the same settings to finish it")
         return shards
+
+    def computing_pid(self) -> str | None:
+        """The process computing into this store now (its id as written in the lock), or None when none is."""
+        try:
+            import fcntl
+        except ImportError:
+            return None
+        try:
+            fh = open(self.path / LOCK_FILE, encoding="utf-8")
+        except OSError:
+            return None
+        with fh:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return fh.read().strip() or "?"
+            fcntl.flock(fh, fcntl.LOCK_UN)
+        return None
 
     def _headers(self, name: str) -> list[tuple[Path, dict[str, Any], int]]:
         return [(p, *read_header(p)) for p in (self._shard_path(name, i) for i in self._shard_list(name))]

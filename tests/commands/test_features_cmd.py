@@ -88,7 +88,8 @@ def test_killed_run_resumes(pools, clean, tmp_path):
     cmd = [sys.executable, "-m", "selectgym.cli", "features", "--pool", str(pools / "sft.jsonl"), "--val",
            str(pools / "validation.jsonl"), "--out", str(tmp_path), "--features", "grad,loss,length",
            "--no-progress", *FLAGS]
-    log = (tmp_path / "first-run.log").open("w")
+    logfile = tmp_path.with_name(tmp_path.name + "-first-run.log")  # beside --out: a user's file in it is refused
+    log = logfile.open("w")
     proc = subprocess.Popen(cmd, env=_env(), stdout=log, stderr=subprocess.STDOUT)
     shards = tmp_path / clean.key / "train"
     deadline = time.monotonic() + 240
@@ -97,7 +98,7 @@ def test_killed_run_resumes(pools, clean, tmp_path):
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     log.close()
-    assert proc.returncode == -signal.SIGKILL, (tmp_path / "first-run.log").read_text()[-2000:]
+    assert proc.returncode == -signal.SIGKILL, logfile.read_text()[-2000:]
     store = FeatureStore.open(tmp_path / clean.key)
     assert not store.complete
     done = store.finished_shards("train")

@@ -76,7 +76,7 @@ def test_select_uses_method_default_budget_and_options(features, tmp_path, capsy
     by_id = {ex.id: ex for ex in pool}
     assert sum(by_id[i].meta["useful"] for i in chosen) >= 0.8 * len(chosen)
     assert "clean and on-target" in capsys.readouterr().out
-    assert main(["select", "--method", "dpo_gap", "--features", str(folder), "--out", str(out)]) == 0
+    assert main(["select", "--method", "dpo_gap", "--features", str(folder), "--out", str(out), "--overwrite"]) == 0
     assert len(out.read_text().splitlines()) == round(0.1 * len(pool))
 
 
@@ -162,7 +162,7 @@ def test_a_pool_edited_after_its_features_is_refused(labelled, suite_dir, tmp_pa
     pool_file.write_text((suite_dir / "sft.jsonl").read_text())
     _, _, train, val = labelled
     folder = write_store(tmp_path / "f", pool_file, train, val, pool_hash=load_pool(pool_file).content_hash)
-    argv = ["select", "--method", "less", "--features", str(folder), "--out", str(tmp_path / "o.jsonl")]
+    argv = ["select", "--method", "less", "--features", str(folder), "--out", str(tmp_path / "o.jsonl"), "--overwrite"]
     assert main(argv) == 0
     capsys.readouterr()
     records = [json.loads(line) for line in pool_file.read_text().splitlines()]
@@ -217,8 +217,9 @@ def test_balance_subtasks_shares_the_budget_among_the_target_tasks(labelled, sui
     assert useful_count(plain) == 10
     assert 7 <= useful_count(balanced) <= 8  # "other" has a quarter of the target: 2 of the 10 picks
     capsys.readouterr()
-    assert main([*base[:2], "dpo_gap", *base[3:], "--balance-subtasks", "task", "--out", str(plain)]) == 2
+    assert main([*base[:2], "dpo_gap", *base[3:], "--balance-subtasks", "task", "--out", str(plain),
+                 "--overwrite"]) == 2
     assert "--balance-subtasks works with --method less or nice" in capsys.readouterr().err
-    assert main([*base, "--balance-subtasks", "family", "--out", str(plain)]) == 2
+    assert main([*base, "--balance-subtasks", "family", "--out", str(plain), "--overwrite"]) == 2
     err = capsys.readouterr().err
     assert "has no 'family'" in err and len(err.strip().splitlines()) == 1
