@@ -16,7 +16,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "selectgym"
 
 #: top-level part of the package -> its floor; a module may import its own floor or lower ones
 LAYERS = {
-    "__init__": 0, "errors": 0, "utils": 0, "budget": 0, "outputs": 0,
+    "__init__": 0, "errors": 0, "utils": 0, "budget": 0, "outputs": 0, "registry": 0,
     "data": 1,
     "proxies": 2,
     "selectors": 3,

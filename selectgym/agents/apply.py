@@ -5,12 +5,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from selectgym.agents.policy_file import VAL_FEATURES, SavedPolicy, load_policy
-from selectgym.envs.example_select import ExampleSelectEnv
 from selectgym.errors import SelectgymError
 from selectgym.proxies.feature_config import FeatureConfig
 from selectgym.proxies.pipeline import compute_features, load_features
@@ -19,6 +18,9 @@ from selectgym.proxies.table import FeatureTable
 from selectgym.selectors.base import Selection
 from selectgym.selectors.coverage import next_subtask, subtask_plan
 from selectgym.utils import cache_dir, stable_hash
+
+if TYPE_CHECKING:
+    from selectgym.envs.example_select import ExampleSelectEnv
 
 log = logging.getLogger(__name__)
 
@@ -74,14 +76,14 @@ def rollout(policy: SavedPolicy, table: FeatureTable, val_table: FeatureTable | 
             seed: int = 0, subtasks: Sequence[str] | None = None) -> tuple[np.ndarray, list[int]]:
     """Roll the policy out greedily (best open cluster each step): table rows in selection order, clusters chosen.
 
-    An ExampleSelect policy is not limited to its training chunk: its scorer rates every open example of the
-    pool and the best is taken (no clusters to report); see :func:`greedy_in_blocks` for budgets above
-    ``FULL_PASSES``. With ``subtasks`` (one label per validation row) each step takes from the target subtask
-    furthest behind its share of the budget, among the examples nearest that subtask
-    (``selectgym.selectors.coverage``), rescoring those examples at every step."""
+    A policy of an env that ``scores_candidates`` (ExampleSelect) is not limited to its training chunk: its scorer
+    rates every open example of the pool and the best is taken (no clusters to report); see
+    :func:`greedy_in_blocks` for budgets above ``FULL_PASSES``. With ``subtasks`` (one label per validation row)
+    each step takes from the target subtask furthest behind its share of the budget, among the examples nearest
+    that subtask (``selectgym.selectors.coverage``), rescoring those examples at every step."""
     env = policy.make_env(table, val_table, budget)
     obs, _ = env.reset(seed=seed)
-    if isinstance(env, ExampleSelectEnv):  # the shared scorer rates every open example
+    if env.scores_candidates:  # the shared scorer rates every open example
         scorer = policy.model.policy
         if subtasks is None:
             greedy_in_blocks(env, scorer.score)

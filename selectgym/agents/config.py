@@ -7,31 +7,27 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from selectgym.budget import DEFAULT_SHARE, check_budget
-from selectgym.envs import CLUSTER_SELECT, EXAMPLE_SELECT, FEATURE_SELECT, REWARDS
+from selectgym.envs import CLUSTER_SELECT, ENVS, EXAMPLE_SELECT, FEATURE_SELECT, REWARDS, env_class
 from selectgym.envs.summaries import ALIGNMENT_TARGETS, FEATURES
 from selectgym.errors import SelectgymError
+from selectgym.registry import Registry
 from selectgym.utils import check_device
 
-#: algorithm name -> (module, class); the whole registry of agents.
-ALGORITHMS = {
-    "ppo": ("stable_baselines3", "PPO"),
-    "maskable_ppo": ("sb3_contrib", "MaskablePPO"),
-    "dqn": ("stable_baselines3", "DQN"),
-    "a2c": ("stable_baselines3", "A2C"),
-}
+#: algorithm name -> SB3 / sb3-contrib class, imported on first use; the whole registry of agents.
+ALGORITHMS = Registry("algorithm", {
+    "ppo": "stable_baselines3:PPO",
+    "maskable_ppo": "sb3_contrib:MaskablePPO",
+    "dqn": "stable_baselines3:DQN",
+    "a2c": "stable_baselines3:A2C",
+}, fixed=("policy", "env"))
 ON_POLICY = ("ppo", "maskable_ppo", "a2c")
 #: rollout length per env when ``n_steps`` is unset: short for A2C (SB3's default), long for PPO's epochs.
 DEFAULT_N_STEPS = {"ppo": 256, "maskable_ppo": 256, "a2c": 5}
 
 
 def algorithm_class(name: str):
-    """The SB3 / sb3-contrib class of an algorithm name."""
-    import importlib
-
-    if name not in ALGORITHMS:
-        raise SelectgymError(f"unknown algorithm {name!r}; choose from {sorted(ALGORITHMS)}")
-    module, cls = ALGORITHMS[name]
-    return getattr(importlib.import_module(module), cls)
+    """The SB3 / sb3-contrib class of an algorithm name (or dotted path)."""
+    return ALGORITHMS.resolve(name)
 
 
 @dataclass
@@ -94,11 +90,11 @@ class AgentConfig:
         check_budget(self.budget)
         if self.algo not in ALGORITHMS:
             raise SelectgymError(f"algo {self.algo!r} is unknown; choose from {', '.join(ALGORITHMS)}")
-        if self.env_id not in (FEATURE_SELECT, CLUSTER_SELECT, EXAMPLE_SELECT):
-            raise SelectgymError(f"env_id {self.env_id!r} is unknown; use {FEATURE_SELECT}, {EXAMPLE_SELECT} or "
-                                 f"{CLUSTER_SELECT}")
-        if self.env_id == EXAMPLE_SELECT and self.algo not in ("ppo", "a2c"):
-            raise SelectgymError(f"{EXAMPLE_SELECT} scores candidates with an actor-critic: use algo ppo or a2c")
+        if self.env_id not in ENVS:
+            raise SelectgymError(f"env_id {self.env_id!r} is unknown; use {', '.join(ENVS)}")
+        env = env_class(self.env_id)
+        if env.algorithms is not None and self.algo not in env.algorithms:
+            raise SelectgymError(f"{self.env_id} trains with algo {' or '.join(env.algorithms)}, not {self.algo}")
         for name in ("reward", "eval_reward"):
             if getattr(self, name) not in REWARDS:
                 raise SelectgymError(f"{name} {getattr(self, name)!r} is unknown; choose from {', '.join(REWARDS)}")
@@ -124,30 +120,24 @@ class AgentConfig:
                 raise SelectgymError(f"minibatch_size {self.minibatch_size} is larger than a rollout "
                                      f"(n_steps {self.n_steps} x n_envs {self.n_envs} = {rollout}); "
                                      f"lower minibatch_size or raise n_steps")
-        if self.training_pools is not None and self.env_id != EXAMPLE_SELECT:
-            raise SelectgymError(f"training_pools draws several pools, which only {EXAMPLE_SELECT} trains over; set "
-                                 f"env_id: {EXAMPLE_SELECT}")
+        if self.training_pools is not None and not env.many_pools:
+            many = [i for i in ENVS if env_class(i).many_pools]
+            raise SelectgymError(f"training_pools draws several pools, which only {' and '.join(many)} trains over; "
+                                 f"set env_id: {many[0]}")
         if self.alignment_target not in ALIGNMENT_TARGETS:
             raise SelectgymError(f"alignment_target {self.alignment_target!r} is unknown; choose from "
                                  f"{', '.join(ALIGNMENT_TARGETS)}")
-        if self.alignment_target != "mean" and self.env_id != EXAMPLE_SELECT:
-            raise SelectgymError(f"alignment_target is a setting of {EXAMPLE_SELECT}; set env_id: {EXAMPLE_SELECT} or "
-                                 "leave alignment_target at mean")
+        if self.alignment_target != "mean" and "alignment_target" not in env.agent_settings:
+            takers = [i for i in ENVS if "alignment_target" in env_class(i).agent_settings]
+            raise SelectgymError(f"alignment_target is a setting of {' and '.join(takers)}; set env_id: {takers[0]} "
+                                 "or leave alignment_target at mean")
         if self.observe is not None and not self.observe:
             raise SelectgymError(f"observe is empty; name features of {', '.join(FEATURES)} or leave it unset")
 
     def env_kwargs(self) -> dict[str, Any]:
-        """The env settings (everything but the tables, the reward and the clusters)."""
-        if self.env_id == EXAMPLE_SELECT:
-            return {"budget": self.budget, "chunk": self.chunk, "features": self.observe,
-                    "train_grad": self.train_grad, "val_grad": self.val_grad,
-                    "alignment_target": self.alignment_target}
-        kwargs = {"budget": self.budget, "n_clusters": self.n_clusters, "order_by": self.order_by,
-                  "features": self.observe, "cluster_seed": self.cluster_seed, "train_grad": self.train_grad,
-                  "val_grad": self.val_grad}
-        if self.env_id == FEATURE_SELECT:
-            kwargs["batch_size"] = self.batch_size
-        return kwargs
+        """The env settings (everything but the tables, the reward and the clusters): the env's ``agent_settings``."""
+        return {name: self.observe if name == "features" else getattr(self, name)
+                for name in env_class(self.env_id).agent_settings}
 
     def algo_settings(self) -> dict[str, Any]:
         """Keyword arguments for the SB3 class (before ``algo_kwargs``, which win)."""

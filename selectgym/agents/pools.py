@@ -17,16 +17,21 @@ from pathlib import Path
 from typing import Any
 
 from selectgym.data.suite import SuiteConfig, make_suite
+from selectgym.data.targets import SPLIT, write_target_halves
 from selectgym.errors import SelectgymError
 from selectgym.proxies.feature_config import FeatureConfig
+from selectgym.proxies.features import POOL_KINDS, features_for_pool
 from selectgym.proxies.pipeline import compute_features, load_features
 from selectgym.proxies.table import FeatureTable, merge_tables
-from selectgym.utils import write_jsonl
 
 log = logging.getLogger(__name__)
 
-#: the feature kinds a training pool gets: pool file -> arrays
-POOL_FEATURES = {"sft": ["grad", "grad_adam", "loss", "length", "embedding"], "preference": ["dpo_gap"]}
+
+def pool_features() -> dict[str, list[str]]:
+    """Pool file -> the features a training pool gets there: every registered feature but those that sample
+    completions (too slow for many pools); pool kinds left with none are not computed."""
+    kinds = {kind: features_for_pool(kind, rollouts=False) for kind in POOL_KINDS}
+    return {kind: names for kind, names in kinds.items() if names}
 
 
 @dataclass
@@ -76,34 +81,7 @@ class TrainingPools:
 
     def feature_config(self, kind: str) -> FeatureConfig:
         """One feature config for every pool (seed 0), so a saved policy's schema check accepts them all."""
-        return FeatureConfig(model=self.proxy, features=POOL_FEATURES[kind], proj_dim=self.proj_dim, seed=0)
-
-
-#: how the target set is halved; a cached pool built with another split is rebuilt
-SPLIT = "alternate-within-task"
-
-
-def split_target(rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """The target rows in two halves, alternating within each task (``meta.task``), so both halves hold every
-    target family in the same proportion (the suite writes its validation file sorted by family: a cut in the
-    middle would give one family to the features and the other to the reward)."""
-    seen: dict[Any, int] = {}
-    halves: tuple[list, list] = ([], [])
-    for row in rows:
-        task = (row.get("meta") or {}).get("task", row.get("task"))
-        halves[seen.get(task, 0) % 2].append(row)
-        seen[task] = seen.get(task, 0) + 1
-    return halves
-
-
-def write_target_halves(src: Path, first: Path, second: Path) -> None:
-    """Split the target file ``src`` with :func:`split_target` and write its halves to ``first`` and ``second``."""
-    rows = [json.loads(line) for line in Path(src).read_text().splitlines() if line.strip()]
-    halves = split_target(rows)
-    if not all(halves):
-        raise SelectgymError(f"splitting the target set needs at least two target problems; {src} has {len(rows)}")
-    for path, half in zip((first, second), halves, strict=True):
-        write_jsonl(path, half)
+        return FeatureConfig(model=self.proxy, features=pool_features()[kind], proj_dim=self.proj_dim, seed=0)
 
 
 def build_pool(suite: SuiteConfig, folder: Path, features: TrainingPools) -> tuple[FeatureTable, FeatureTable,
@@ -118,16 +96,17 @@ def build_pool(suite: SuiteConfig, folder: Path, features: TrainingPools) -> tup
     if not done.exists():
         make_suite(files, suite)
         write_target_halves(files / "validation.jsonl", files / "val_a.jsonl", files / "val_b.jsonl")
-        for kind in POOL_FEATURES:
-            compute_features(files / f"{kind}.jsonl", files / "val_a.jsonl", features.feature_config(kind),
-                             folder / "features" / kind, progress=False)
-        compute_features(files / "sft.jsonl", files / "val_b.jsonl", features.feature_config("sft"),
-                         folder / "features" / "sft_valb", progress=False)
+    kinds = pool_features()
+    for kind in kinds:  # a finished store is reused; a feature registered since it was built is computed
+        compute_features(files / f"{kind}.jsonl", files / "val_a.jsonl", features.feature_config(kind),
+                         folder / "features" / kind, progress=False)
+    compute_features(files / "sft.jsonl", files / "val_b.jsonl", features.feature_config("sft"),
+                     folder / "features" / "sft_valb", progress=False)
+    if not done.exists():
         done.write_text(json.dumps({"suite": asdict(suite), "split": SPLIT}, default=str))
-    sft, val_a, _ = load_features(folder / "features" / "sft")
-    pref, _, _ = load_features(folder / "features" / "preference")
+    tables = {kind: load_features(folder / "features" / kind) for kind in kinds}
     _, val_b, _ = load_features(folder / "features" / "sft_valb")
-    return merge_tables([sft, pref]), val_a, val_b
+    return merge_tables([train for train, _, _ in tables.values()]), tables["sft"][1], val_b
 
 
 def build_pools(cfg: TrainingPools, folder: str | Path, progress: bool = False) -> list[tuple]:

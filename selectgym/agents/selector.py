@@ -23,6 +23,8 @@ class PolicySelector(Selector):
     policies; ``selectgym.selectors.coverage``)."""
 
     name = "policy"
+    needs = ("sft", "preference", "verifiable")  # a policy may observe features of every kind of pool
+    balances_subtasks = True
 
     def __init__(self, policy_path: str | Path, subtasks: Sequence[str] | None = None) -> None:
         self.policy_path = Path(policy_path)

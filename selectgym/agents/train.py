@@ -16,9 +16,9 @@ from stable_baselines3.common.logger import Logger, configure
 from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecNormalize
 
-from selectgym.agents.config import AgentConfig, algorithm_class
+from selectgym.agents.config import ALGORITHMS, AgentConfig, algorithm_class
 from selectgym.agents.policy_file import describe_policy, save_policy
-from selectgym.envs import EXAMPLE_SELECT
+from selectgym.envs import ENVS, env_class
 from selectgym.envs.summaries import cluster_labels
 from selectgym.errors import SelectgymError
 from selectgym.proxies.table import FeatureTable
@@ -44,11 +44,14 @@ def make_env(cfg: AgentConfig, table: FeatureTable, val_table: FeatureTable | No
              reward_kwargs: dict[str, Any] | None = None, labels: np.ndarray | None = None,
              pools: Sequence[tuple] = (), reward_val_table: FeatureTable | None = None) -> Callable[[], gym.Env]:
     """A thunk building one monitored env (the clusters are computed once and shared between copies);
-    ``pools`` (ExampleSelect only) are more ``(table, val_table, reward_val_table)`` to draw from at each reset, and
-    ``reward_val_table`` the target the first pool's reward reads instead of ``val_table``."""
+    ``pools`` (an env with ``many_pools``) are more ``(table, val_table, reward_val_table)`` to draw from at each
+    reset, and ``reward_val_table`` the target the first pool's reward reads instead of ``val_table``."""
+    env_cls = env_class(cfg.env_id)
+    extra: dict[str, Any] = {"labels": labels} if env_cls.clusters else {}
+    if env_cls.many_pools:
+        extra.update(pools=pools, reward_val_table=reward_val_table)
+
     def thunk() -> gym.Env:
-        extra: dict[str, Any] = ({"labels": labels} if cfg.env_id != EXAMPLE_SELECT else
-                                 {"pools": pools, "reward_val_table": reward_val_table})
         env = gym.make(cfg.env_id, table=table, val_table=val_table, reward=reward, reward_kwargs=reward_kwargs,
                        **extra, **cfg.env_kwargs())
         return Monitor(env)
@@ -59,9 +62,11 @@ def make_vec_env(cfg: AgentConfig, table: FeatureTable, val_table: FeatureTable 
                  reward_kwargs: dict[str, Any] | None, n_envs: int, training: bool,
                  pools: Sequence[tuple] = (), reward_val_table: FeatureTable | None = None) -> VecEnv:
     """``n_envs`` copies in a DummyVecEnv (fastest here); rewards scaled while training if configured."""
-    if pools and cfg.env_id != EXAMPLE_SELECT:
-        raise SelectgymError(f"training over several pools needs env_id {EXAMPLE_SELECT}")
-    labels = cluster_labels(table, cfg.n_clusters, cfg.cluster_seed) if cfg.env_id != EXAMPLE_SELECT else None
+    env_cls = env_class(cfg.env_id)
+    if pools and not env_cls.many_pools:
+        raise SelectgymError(f"training over several pools needs env_id "
+                             f"{' or '.join(i for i in ENVS if env_class(i).many_pools)}")
+    labels = cluster_labels(table, cfg.n_clusters, cfg.cluster_seed) if env_cls.clusters else None
     venv: VecEnv = DummyVecEnv([make_env(cfg, table, val_table, reward=reward, reward_kwargs=reward_kwargs,
                                          labels=labels, pools=pools, reward_val_table=reward_val_table)
                                 for _ in range(n_envs)])
@@ -89,19 +94,15 @@ def build_agent(cfg: AgentConfig, venv: VecEnv):
     """The SB3 algorithm for ``cfg.algo`` over ``venv``, seeded, with TensorBoard/CSV logs under ``log_dir``."""
     settings = cfg.algo_settings()
     policy: Any = "MlpPolicy"
-    if cfg.env_id == EXAMPLE_SELECT:
+    env_cls = env_class(cfg.env_id)
+    if env_cls.scores_candidates:  # one shared network scores every candidate
         from selectgym.agents.example_policy import CandidateScorerPolicy
-        from selectgym.envs.example_select import candidate_columns
 
         policy = CandidateScorerPolicy
-        settings["policy_kwargs"] = {**settings.get("policy_kwargs", {}), "chunk": cfg.chunk,
-                                     "per_candidate": len(candidate_columns(cfg.observe))}
+        settings["policy_kwargs"] = {**settings.get("policy_kwargs", {}), **env_cls.policy_kwargs(cfg.env_kwargs())}
     cls = algorithm_class(cfg.algo)
     if cfg.algo_kwargs:  # a user's settings for the algorithm: names and values checked as the algorithm takes them
-        import inspect
-
-        takes = sorted(n for n in inspect.signature(cls.__init__).parameters
-                       if n not in ("self", "policy", "env") and not n.startswith("_"))
+        takes = sorted(ALGORITHMS.options(cls))
         unknown = sorted(set(cfg.algo_kwargs) - set(takes))
         if unknown:
             raise SelectgymError(f"--algo-kwargs: {cfg.algo} has no setting(s) {unknown}; it takes {', '.join(takes)}")
@@ -126,9 +127,9 @@ def train_agent(cfg: AgentConfig, table: FeatureTable, val_table: FeatureTable |
                 pools: Sequence[tuple] = (), reward_val_table: FeatureTable | None = None):
     """Train ``cfg.algo`` on ``table``; evaluate on ``eval_table`` every ``cfg.eval_freq`` steps; save to ``out``.
 
-    ``pools`` (ExampleSelect): more ``(table, val_table, reward_val_table)`` triples; each episode draws one of
-    them or ``table`` (domain randomisation); ``reward_val_table`` is the target ``table``'s reward reads (a split
-    the observed alignment never saw).
+    ``pools`` (an env with ``many_pools``): more ``(table, val_table, reward_val_table)`` triples; each episode draws
+    one of them or ``table`` (domain randomisation); ``reward_val_table`` is the target ``table``'s reward reads (a
+    split the observed alignment never saw).
     ``reward_context`` adds objects a reward needs beyond its settings (the proxy reward's ``pool`` and
     ``val_pool``). Returns the trained model; ``out`` gets the zip and its JSON sidecar.
     """

@@ -7,25 +7,58 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from selectgym.bench.report import FULL
 from selectgym.budget import check_budget
 from selectgym.errors import SelectgymError
 
-#: which pool file each feature is computed on (the suite's three pools share example ids)
-FEATURE_POOLS = {"sft": ["grad", "grad_adam", "loss", "length", "embedding", "nice"], "preference": ["dpo_gap"],
-                 "verifiable": ["grpo"]}
-#: which features each method reads (their computation cost is charged to it)
-METHOD_NEEDS = {"random": [], "full": [], "less": ["sft"], "nice": ["sft"], "dpo_gap": ["preference"],
-                "gradalign": ["verifiable"], "policy": ["sft", "preference", "verifiable"]}
+
+class _FeaturePools(Mapping):
+    """Pool kind -> the features computed on that pool file (the suite's three pools share example ids).
+
+    Read from ``proxies.features.FEATURES`` each time, so a feature registered later is computed too; imported
+    only when read, so the CLI builds its flags without the training stack.
+    """
+
+    def __getitem__(self, kind: str) -> list[str]:
+        from selectgym.proxies.features import POOL_KINDS, features_for_pool
+
+        if kind not in POOL_KINDS:
+            raise KeyError(kind)
+        return features_for_pool(kind)
+
+    def __iter__(self) -> Iterator[str]:
+        from selectgym.proxies.features import POOL_KINDS
+
+        return iter(POOL_KINDS)
+
+    def __len__(self) -> int:
+        return len(list(iter(self)))
+
+
+#: which pool file each feature is computed on: ``features_for_pool`` of every pool kind
+FEATURE_POOLS: Mapping[str, list[str]] = _FeaturePools()
 #: AgentConfig settings a benchmark sets itself
 BENCH_AGENT_KEYS = {"algo", "timesteps", "seed", "budget"}
 
 
+def method_names() -> list[str]:
+    """Every method a benchmark runs: the registered selectors and ``full`` (training on the whole pool)."""
+    from selectgym.selectors import SELECTORS  # names only: no selector module is imported
+
+    return [*SELECTORS, FULL]
+
+
 def method_needs(method: str) -> list[str]:
-    """The feature pools ``method`` reads; GradAlign's modes (``gradalign:sim``, ...) share ``gradalign``'s."""
-    return METHOD_NEEDS[method.partition(":")[0]]
+    """The feature pools ``method`` reads (its selector's ``needs``; their cost is charged to it); GradAlign's
+    modes (``gradalign:sim``, ...) share ``gradalign``'s."""
+    from selectgym.selectors import selector_class
+
+    name = method.partition(":")[0]
+    return [] if name == FULL else list(selector_class(name).needs)
 
 
 DEFAULT_METHODS = ["policy", "nice", "less", "gradalign:sim", "gradalign:dot", "gradalign:align",
@@ -79,9 +112,9 @@ class BenchConfig:
     def __post_init__(self) -> None:
         if not self.methods or not self.seeds or not self.budgets:
             raise SelectgymError("a benchmark needs at least one method, one seed and one budget")
-        unknown = [m for m in self.methods if m.partition(":")[0] not in METHOD_NEEDS]
+        unknown = [m for m in self.methods if m.partition(":")[0] not in method_names()]
         if unknown:
-            raise SelectgymError(f"unknown method(s) {unknown}; choose from {', '.join(METHOD_NEEDS)} "
+            raise SelectgymError(f"unknown method(s) {unknown}; choose from {', '.join(method_names())} "
                                  "(GradAlign modes as gradalign:sim|dot|align|learnalign|accgreedy|rand)")
         for b in self.budgets:
             check_budget(b)

@@ -14,6 +14,7 @@ import functools
 import json
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -22,12 +23,12 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from selectgym.agents.config import AgentConfig
-from selectgym.agents.pools import write_target_halves
 from selectgym.agents.train import train_agent
 from selectgym.bench.config import FEATURE_POOLS, BenchConfig, changed_settings, method_needs
 from selectgym.bench.report import FULL, markdown_table, plot, summarise
-from selectgym.data import load_pool
+from selectgym.data import Pool, load_pool
 from selectgym.data.suite import SuiteConfig, make_suite
+from selectgym.data.targets import write_target_halves
 from selectgym.errors import SelectgymError
 from selectgym.finetune.config import FinetuneConfig
 from selectgym.finetune.evaluate import evaluate
@@ -35,15 +36,13 @@ from selectgym.finetune.train import train
 from selectgym.proxies.models import weights_digest
 from selectgym.proxies.pipeline import FeatureConfig, compute_features, load_features
 from selectgym.proxies.table import FeatureTable, merge_tables
-from selectgym.selectors import get_selector
+from selectgym.selectors import SELECTORS, get_selector, selector_class
 from selectgym.selectors.coverage import subtask_labels
 from selectgym.utils import file_digest, write_json
 
-__all__ = ["Bench", "BenchConfig", "run_bench"]
+__all__ = ["Bench", "BenchConfig", "finetune_and_score", "run_bench"]
 
 log = logging.getLogger(__name__)
-#: methods that share their budget among the target's subtasks with ``balance_subtasks``
-BALANCED = ("policy", "less", "nice")
 
 
 class Bench:
@@ -111,8 +110,10 @@ class Bench:
             digest = file_digest(options["policy_path"])
         else:
             options = {"mode": mode} if mode else {}
-        if self._subtasks is not None and name in BALANCED:
-            options.update(subtasks=self._subtasks, **({} if name == "policy" else {"balance": True}))
+        if self._subtasks is not None and selector_class(name).balances_subtasks:
+            options["subtasks"] = self._subtasks
+            if "balance" in SELECTORS.options(name):  # LESS/NICE balance only when asked; a policy always does
+                options["balance"] = True
         sel = get_selector(name, **options).select(train if train is not None else self._id_table(), val, budget,
                                                     seed)
         return list(sel.ids), cost + time.perf_counter() - start, digest
@@ -152,12 +153,7 @@ class Bench:
                              epochs=self.cfg.full_epochs if full else self.cfg.ft_epochs,
                              max_steps=-1 if full else self.cfg.ft_max_steps, batch_size=self.cfg.ft_batch_size,
                              output_dir=str(self.out / "runs" / f"ft-{len(ids)}-{seed}-{time.monotonic_ns()}"))
-        start = time.perf_counter()
-        result = train(cfg, pool.subset(ids))
-        seconds = time.perf_counter() - start
-        metrics = evaluate(result.model, result.tokenizer, val, max_new_tokens=self.cfg.max_new_tokens)
-        useful = [bool(pool[pool.index(i)].meta.get("useful")) for i in ids]
-        return {**metrics, "train_seconds": seconds, "useful_share": float(np.mean(useful))}
+        return finetune_and_score(cfg, pool, ids, val, self.cfg.max_new_tokens)
 
     # -- the whole run ----------------------------------------------------------------------------------
     def resume(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -252,6 +248,19 @@ class Bench:
                   "plots": [str(p) for p in plots], "table": table}
         write_json(self.out / "runs.json", result)
         return result
+
+
+def finetune_and_score(cfg: FinetuneConfig, pool: Pool, ids: Sequence[str], target: Pool,
+                       max_new_tokens: int = 16) -> dict[str, Any]:
+    """Fine-tune ``cfg.model`` on the examples ``ids`` of ``pool`` and score it on ``target``: ``finetune.evaluate``'s
+    metrics (verifier accuracy of greedy answers, validation loss), ``train_seconds``, and ``useful_share``, the
+    share of ``ids`` that are clean and on-target (ground truth, read for measuring only)."""
+    start = time.perf_counter()
+    result = train(cfg, pool.subset(ids))
+    seconds = time.perf_counter() - start
+    metrics = evaluate(result.model, result.tokenizer, target, max_new_tokens=max_new_tokens)
+    useful = [bool(pool[pool.index(i)].meta.get("useful")) for i in ids]
+    return {**metrics, "train_seconds": seconds, "useful_share": float(np.mean(useful))}
 
 
 def run_bench(cfg: BenchConfig, progress: bool = True) -> dict[str, Any]:

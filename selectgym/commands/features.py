@@ -13,28 +13,30 @@ import argparse
 import time
 from pathlib import Path
 
-from selectgym.commands.options import add_config_flag, add_dataclass_arguments, dataclass_from_args
+from selectgym.commands.options import add_config_flag, add_dataclass_arguments
 from selectgym.errors import SelectgymError
 from selectgym.proxies.store import LATEST_FILE, META_FILE
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from selectgym.proxies.feature_config import RENAMED, FeatureConfig
-    from selectgym.proxies.features import FEATURES
+    from selectgym.proxies.features import FEATURES, describe_defaults
 
     add_config_flag(parser)
     parser.add_argument("--pool", default=None, help="training pool file (.jsonl, .json or .parquet)")
     parser.add_argument("--val", default=None, help="validation/target file (needed for validation gradients)")
     parser.add_argument("--out", default="features", help="features root folder; the store is <out>/<key>/")
     parser.add_argument("--features", nargs="+", default=None, help=f"features to compute, comma- or "
-                        f"space-separated, of {', '.join(FEATURES)} (default: grad, grad_adam, loss, length, "
-                        f"embedding)")
+                        f"space-separated, of {', '.join(FEATURES)} or a dotted path pkg.mod:Class (default: "
+                        f"{describe_defaults()})")
     parser.add_argument("--overwrite", action="store_true", help="write into an --out folder selectgym did not make "
                         "(its files are kept; the store goes to <out>/<key>/)")
     parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True,
                         help="show a progress bar (examples/s)")
-    parser.set_defaults(_config_fields=add_dataclass_arguments(parser, FeatureConfig, skip=("features",)),
-                        _renamed=RENAMED)
+    names = add_dataclass_arguments(parser, FeatureConfig, skip=("features", "options"))
+    for cls in FEATURES.values():  # each feature's options, flat: --dpo-beta, --nice-topk
+        names += add_dataclass_arguments(parser, cls)
+    parser.set_defaults(_config_fields=names, _renamed=RENAMED)
 
 
 def feature_list(value) -> list[str] | None:
@@ -61,8 +63,7 @@ def run(args: argparse.Namespace) -> int:
         raise SelectgymError("--pool FILE is required: the training pool to compute features for")
     from selectgym.outputs import claimed_folder
 
-    cfg = dataclass_from_args(FeatureConfig, args, args._config_fields)
-    cfg = FeatureConfig(**{**cfg.to_dict(), "features": feature_list(args.features)})
+    cfg = FeatureConfig(**{n: getattr(args, n) for n in args._config_fields}, features=feature_list(args.features))
     with claimed_folder(args.out, {"--pool": args.pool, "--val": args.val}, args.overwrite,
                         made_by="selectgym features",
                         own_files=[LATEST_FILE, *(f"{p.name}/{META_FILE}" for p in _children(args.out))]):

@@ -23,6 +23,12 @@ from selectgym.budget import parse_budget
 from selectgym.commands.options import add_config_flag, add_dataclass_arguments
 from selectgym.errors import SelectgymError
 from selectgym.proxies.store import FeatureStore
+from selectgym.selectors import SELECTORS
+
+#: the selectors ``--method`` names (a saved policy is applied with ``--policy FILE`` instead)
+METHODS = [name for name in SELECTORS if name != "policy"]
+#: those that share the budget among the target's subtasks (their classes say so)
+BALANCING = SELECTORS.where(lambda cls: cls.balances_subtasks, METHODS)
 
 
 @dataclass
@@ -30,8 +36,7 @@ class SelectConfig:
     """What `selectgym select` does: a method on computed features, or a saved policy on a pool."""
 
     method: str | None = field(default=None, metadata={
-        "help": "selector name (random, less, nice, gradalign, dpo_gap) or a dotted path 'pkg.mod:Class' to your "
-                "own Selector"})
+        "help": f"selector name ({', '.join(METHODS)}) or a dotted path 'pkg.mod:Class' to your own Selector"})
     policy: str | None = field(default=None, metadata={
         "help": "a trained selection policy (.zip) to apply instead of a method; 'default' is the policy that ships "
                 "with selectgym (trained on the shipped mini's features)"})
@@ -54,7 +59,7 @@ class SelectConfig:
     balance_subtasks: str | None = field(default=None, metadata={
         "help": "share the budget among the target's subtasks, named by this field of each target example (top "
                 "level or under meta, e.g. task), in proportion to their share of the target set; with --policy "
-                "or --method less/nice"})
+                f"or --method {'/'.join(BALANCING)}"})
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -100,7 +105,8 @@ def _subtasks(val_path: str | None, field_name: str, val_ids: list[str] | None) 
     missing = [i for i in val_ids if i not in by_id]
     if missing:
         raise SelectgymError(f"--balance-subtasks: {len(missing)} validation rows of the features are not in "
-                             f"{val_path} (first: {missing[0]!r}); pass the target file the features were computed with")
+                             f"{val_path} (first: {missing[0]!r}); pass the target file the features were computed "
+                             "with")
     return [by_id[i] for i in val_ids]
 
 
@@ -130,7 +136,7 @@ def check_val(meta: dict[str, Any], val_path: str | None, val_ids: list[str] | N
 
 def _select_with_method(args: argparse.Namespace):
     from selectgym.proxies.provenance import check_unchanged
-    from selectgym.selectors import get_selector
+    from selectgym.selectors import get_selector, selector_class
 
     if args.method == "policy":
         raise SelectgymError("--method policy needs the policy file: use --policy FILE.zip instead of --method")
@@ -141,9 +147,9 @@ def _select_with_method(args: argparse.Namespace):
     val_ids = list(val.ids) if val is not None else None
     check_val(meta, args.val, val_ids, args.features)
     if args.balance_subtasks:
-        if args.method not in ("less", "nice"):
-            raise SelectgymError(f"--balance-subtasks works with --method less or nice and with --policy, not "
-                                 f"{args.method}")
+        if not selector_class(args.method).balances_subtasks:
+            raise SelectgymError(f"--balance-subtasks works with --method {' or '.join(BALANCING)} and with --policy, "
+                                 f"not {args.method}")
         options.update(balance=True, subtasks=_subtasks(args.val or meta.get("val_path"), args.balance_subtasks,
                                                         val_ids))
     selector = get_selector(args.method, **options)

@@ -23,6 +23,7 @@ from gymnasium import spaces
 
 from selectgym.budget import resolve_budget
 from selectgym.envs.rewards import StepReward, make_reward
+from selectgym.envs.selection import AgentTraits
 from selectgym.envs.summaries import FEATURE_BOUND, example_matrix, observed_columns
 from selectgym.errors import SelectgymError
 from selectgym.proxies.table import FeatureTable
@@ -53,7 +54,7 @@ class PoolState:
         self.unit = emb / np.where(norms > 0, norms, 1.0)
 
 
-class ExampleSelectEnv(gym.Env):
+class ExampleSelectEnv(AgentTraits, gym.Env):
     """Choose one example at a time among ``chunk`` candidates until the budget is spent.
 
     ## Action Space
@@ -89,6 +90,15 @@ class ExampleSelectEnv(gym.Env):
     """
 
     metadata: dict[str, Any] = {"render_modes": []}
+    clusters = False
+    scores_candidates = True
+    many_pools = True
+    algorithms = ("ppo", "a2c")  # the candidate scorer is a plain actor-critic policy
+    agent_settings = ("budget", "chunk", "features", "train_grad", "val_grad", "alignment_target")
+
+    @classmethod
+    def policy_kwargs(cls, settings: dict[str, Any]) -> dict[str, Any]:
+        return {"chunk": settings["chunk"], "per_candidate": len(candidate_columns(settings["features"]))}
 
     def __init__(self, table: FeatureTable, val_table: FeatureTable | None = None, *, budget: float | int = 0.05,
                  chunk: int = 32, features: Sequence[str] | None = None, reward: str | StepReward = "linear",

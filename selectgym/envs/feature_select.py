@@ -9,7 +9,7 @@ import numpy as np
 from gymnasium import spaces
 
 from selectgym.envs.rewards import StepReward
-from selectgym.envs.selection import SelectionEnv
+from selectgym.envs.selection import AgentTraits, SelectionEnv
 from selectgym.envs.summaries import FEATURE_BOUND, FEATURES
 from selectgym.errors import SelectgymError
 from selectgym.proxies.table import FeatureTable
@@ -83,6 +83,8 @@ class FeatureSelectEnv(SelectionEnv):
     ## Version History
     * v0: initial version.
     """
+
+    agent_settings = (*AgentTraits.agent_settings, "batch_size")
 
     def __init__(self, table: FeatureTable, val_table: FeatureTable | None = None, *, budget: float | int = 0.05,
                  n_clusters: int = 16, batch_size: int = 8, order_by: str = "alignment",

@@ -26,7 +26,6 @@ the batch, whose weights were fitted elsewhere (the transfer benchmark fits them
 
 from __future__ import annotations
 
-import inspect
 import logging
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
@@ -42,6 +41,7 @@ from selectgym.proxies.gradients import sequence_losses
 from selectgym.proxies.lora import LoraSpec, attach_lora, lora_parameters
 from selectgym.proxies.models import load_model
 from selectgym.proxies.table import FeatureTable
+from selectgym.registry import Registry
 
 log = logging.getLogger(__name__)
 
@@ -251,20 +251,13 @@ class LearnedReward(StepReward):
 
 
 #: reward name -> class; every class takes ``(table, val_table, **settings)``.
-REWARDS: dict[str, type[StepReward]] = {"linear": LinearReward, "proxy": ProxyReward, "learned": LearnedReward,
-                                         "none": NoReward}
+REWARDS = Registry("reward", {"linear": LinearReward, "proxy": ProxyReward, "learned": LearnedReward,
+                              "none": NoReward}, base=StepReward, fixed=("table", "val_table"))
 
 
 def make_reward(reward: str | StepReward, table: FeatureTable, val_table: FeatureTable | None,
                 **settings: Any) -> StepReward:
-    """A reward from its name and settings (an instance is returned as it is)."""
+    """A reward from its name (or dotted path) and settings (an instance is returned as it is)."""
     if isinstance(reward, StepReward):
         return reward
-    if reward not in REWARDS:
-        raise SelectgymError(f"unknown reward {reward!r}; choose from {sorted(REWARDS)}")
-    cls = REWARDS[reward]
-    known = [n for n in inspect.signature(cls.__init__).parameters if n not in ("self", "table", "val_table")]
-    unknown = sorted(set(settings) - set(known))
-    if unknown:
-        raise SelectgymError(f"reward {reward!r} has no setting(s) {unknown}; it takes {known}")
-    return cls(table, val_table, **settings)
+    return REWARDS.create(reward, table, val_table, **settings)

@@ -1,9 +1,10 @@
-"""What both selection envs share: K-means clusters as actions, a budget, batches taken in score order."""
+"""What the selection envs share: K-means clusters as actions, a budget, batches taken in score order; and what
+every env declares for the agent code (``AgentTraits``), so that no code branches on an env id."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import gymnasium as gym
 import numpy as np
@@ -28,7 +29,29 @@ def order_scores(x: np.ndarray, order_by: str, columns: Sequence[str] = FEATURES
     return -column if order_by.startswith("-") else column.copy()
 
 
-class SelectionEnv(gym.Env):
+class AgentTraits:
+    """What the agent code needs to know of an env, declared by the env class (the defaults: a cluster env)."""
+
+    #: actions name K-means clusters: the agent clusters a pool once and shares ``labels`` between env copies
+    clusters: ClassVar[bool] = True
+    #: the observation is ``chunk`` rows of per-candidate columns and an action names a candidate, so one shared
+    #: network scores every candidate (``policy_kwargs`` sizes it) and a rollout can score the whole pool
+    scores_candidates: ClassVar[bool] = False
+    #: takes ``pools`` (more ``(table, val_table, reward_val_table)``) and ``reward_val_table``, one pool per reset
+    many_pools: ClassVar[bool] = False
+    #: the algorithms that can train it (None: any)
+    algorithms: ClassVar[tuple[str, ...] | None] = None
+    #: the keyword arguments an agent config sets, in order (``features`` comes from the config's ``observe``)
+    agent_settings: ClassVar[tuple[str, ...]] = ("budget", "n_clusters", "order_by", "features", "cluster_seed",
+                                                 "train_grad", "val_grad")
+
+    @classmethod
+    def policy_kwargs(cls, settings: dict[str, Any]) -> dict[str, Any]:
+        """What the agent's network must know of the observation's layout, from ``agent_settings`` values."""
+        return {}
+
+
+class SelectionEnv(AgentTraits, gym.Env):
     """Base of the selection MDPs: each action names a cluster; the env takes that cluster's next rows.
 
     Rows inside a cluster are taken in descending ``order_by`` score, ties in a random order drawn from

@@ -29,6 +29,7 @@ import numpy as np
 
 from selectgym.errors import SelectgymError
 from selectgym.proxies.table import FeatureTable, iter_blocks
+from selectgym.proxies.vectors import NonFiniteRows, blockwise_scores, check_dims, read_target, unit_rows
 
 log = logging.getLogger(__name__)
 
@@ -71,8 +72,6 @@ def alignment(table: FeatureTable, val_table: FeatureTable, train_grad: str = "g
 
     Read a block at a time in float32; a row or validation row with NaN or inf is an error naming it.
     """
-    from selectgym.selectors.base import NonFiniteRows, blockwise_scores, check_dims, read_target, unit_rows
-
     if target not in ALIGNMENT_TARGETS:
         raise SelectgymError(f"alignment target {target!r} is unknown; choose from {', '.join(ALIGNMENT_TARGETS)}")
     who, hint = "the selection env", "recompute those features"

@@ -18,8 +18,6 @@ from selectgym.proxies.lora import ALL_LINEAR, LoraSpec
 from selectgym.utils import check_device
 
 METHODS = ("sft", "dpo", "grpo")
-#: re-selection scorers: for sft/dpo inside one training run (a callback), for grpo GradAlign's rounds
-RESELECT = {"sft": ("none", "random", "less", "nice"), "dpo": ("none", "random"), "grpo": ("none", "gradalign")}
 GRADALIGN_MODES = ("sim", "dot", "align", "learnalign", "accgreedy", "rand")
 DEVICES = ("auto", "cpu", "cuda")
 REPORTERS = ("none", "tensorboard")
@@ -86,7 +84,8 @@ class FinetuneConfig:
         _choice("method", self.method, METHODS)
         check_device(self.device, DEVICES, gpu_index=False)
         _choice("report_to", self.report_to, REPORTERS)
-        _choice(f"reselect (for method {self.method})", self.reselect, RESELECT[self.method])
+        if self.reselect != "none" and not _reselects(self.reselect, self.method):
+            _choice(f"reselect (for method {self.method})", self.reselect, reselect_choices(self.method))
         _choice("gradalign_mode", self.gradalign_mode, GRADALIGN_MODES)
         for name in ("batch_size", "grad_accum", "lora_r", "logging_steps", "num_generations",
                      "max_completion_length", "proj_dim", "rollouts", "q", "update_step"):
@@ -181,6 +180,20 @@ class FinetuneConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def reselect_choices(method: str) -> tuple[str, ...]:
+    """``none`` and every selector whose class lists ``method`` in its ``reselects``: for sft/dpo a callback inside
+    one training run, for grpo GradAlign's rounds (``selectgym.finetune.reselect``)."""
+    from selectgym.selectors import SELECTORS
+
+    return ("none", *SELECTORS.where(lambda cls: method in cls.reselects))
+
+
+def _reselects(name: str, method: str) -> bool:
+    from selectgym.selectors import SELECTORS, selector_class
+
+    return name in SELECTORS and method in selector_class(name).reselects
 
 
 def _choice(name: str, value: str, allowed) -> None:

@@ -13,8 +13,8 @@ import numpy as np
 from selectgym.data.pool import Pool
 from selectgym.data.verify import score
 from selectgym.errors import SelectgymError
+from selectgym.proxies.losses import sft_losses
 from selectgym.proxies.rollouts import TransformersGenerator
-from selectgym.proxies.warmup import sft_losses
 
 
 def greedy_completions(model, tokenizer, pool: Pool, *, max_new_tokens: int = 16, batch_size: int = 16) -> list[str]:

@@ -33,7 +33,6 @@ from selectgym.data.pool import Pool
 from selectgym.errors import SelectgymError
 from selectgym.finetune.trainers import build_trainer
 from selectgym.proxies.feature_config import FeatureConfig
-from selectgym.proxies.features import FEATURES
 from selectgym.proxies.lora import attach_lora
 from selectgym.proxies.models import load_model
 from selectgym.proxies.proxy import Proxy
@@ -190,7 +189,7 @@ class GradientRescore:
         if self.name == "less":
             val = proxy.val_grads(self.target.examples)
         else:
-            val = FEATURES["nice"].val(proxy, self.target.examples, {})
+            val = cfg.feature("nice").val(proxy, self.target.examples, {})
         selection = get_selector(self.name).select(FeatureTable(pool.ids, {"grad_adam": train}),
                                                    FeatureTable(self.target.ids, val), self.budget, self.seed + step)
         return list(selection.ids)

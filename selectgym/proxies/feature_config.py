@@ -1,7 +1,9 @@
-"""``FeatureConfig``: everything that decides the features' values (it is hashed into the store's key)."""
+"""``FeatureConfig``: the settings every feature shares (model, adapter, warm-up, projection, rollouts) and the
+options of each feature it holds; everything that decides the features' values (hashed into the store's key)."""
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 from collections.abc import Sequence
@@ -9,11 +11,19 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from selectgym.errors import SelectgymError
-from selectgym.proxies.dpo import REDUCTIONS as DPO_REDUCTIONS
-from selectgym.proxies.features import FEATURES
-from selectgym.proxies.gradients import ADAM_EPS_FORMS, GRADIENT_TYPES
+from selectgym.proxies.features import (
+    BUILTIN,
+    FEATURES,
+    Feature,
+    default_features,
+    describe_defaults,
+    feature_class,
+    is_path,
+    option_defaults,
+    option_names,
+)
+from selectgym.proxies.gradients import GRADIENT_TYPES
 from selectgym.proxies.lora import ALL_LINEAR, LoraSpec
-from selectgym.proxies.policy_grad import BASELINES, POLICIES
 from selectgym.proxies.projection import PROJECTIONS
 from selectgym.proxies.rewards import KINDS as COMPLETION_REWARDS
 from selectgym.proxies.store import GRAD_DTYPES
@@ -33,15 +43,21 @@ def current_names(values: dict[str, Any]) -> dict[str, Any]:
     return {RENAMED.get(k, k): v for k, v in values.items()}
 
 
-@dataclass
+@dataclass(init=False)
 class FeatureConfig:
-    """Everything that decides the features' values (it is hashed into the store's key)."""
+    """The shared settings as fields, each held feature's options in ``options``.
+
+    Options are given flat beside the settings (``FeatureConfig(dpo_beta=0.2)``, ``--dpo-beta``, a YAML key), as
+    before features carried them, and ``to_dict`` writes them flat: a config with the same settings hashes to
+    the same store key as it did then. The built-in features' options are always held (they were always in
+    the key); another feature's only while ``features`` names it.
+    """
 
     model: str = field(default="tiny", metadata={
         "help": "proxy model: tiny, mini (pretrained here on the task world), smollm2, a local HF folder or a .gguf"})
     features: list[str] | None = field(default=None, metadata={
-        "help": f"features to compute, of {', '.join(FEATURES)} (default: grad, grad_adam if gradient_type is "
-                f"adam, loss, length, embedding)"})
+        "help": f"features to compute, of {', '.join(FEATURES)} or a dotted path pkg.mod:Class (default: "
+                f"{describe_defaults()})"})
     lora_r: int = field(default=8, metadata={"help": "LoRA rank of the proxy"})
     lora_alpha: int = field(default=16, metadata={"help": "LoRA alpha (scaling alpha/r)"})
     lora_dropout: float = field(default=0.0, metadata={"help": "LoRA dropout during warm-up"})
@@ -57,9 +73,6 @@ class FeatureConfig:
     warmup_lr: float = field(default=2e-4, metadata={"help": "warm-up learning rate"})
     gradient_type: str = field(default="adam", metadata={
         "help": "training gradient of the default feature list: adam (LESS/NICE, adds grad_adam) or sgd"})
-    adam_eps: str = field(default="inside", metadata={
-        "help": "grad_adam's eps: inside the root, m/sqrt(v+eps), as LESS's and NICE's code (default), or outside, "
-                "m/(sqrt(v)+eps), as torch's Adam"})
     projection: str = field(default="sjlt", metadata={"help": f"random projection: {', '.join(PROJECTIONS)}"})
     proj_dim: int = field(default=8192, metadata={
         "help": "projected gradient dimension (ignored with projection none)"})
@@ -71,7 +84,6 @@ class FeatureConfig:
     max_length: int = field(default=256, metadata={"help": "tokens per example (prompt cut from the left first)"})
     shard_size: int = field(default=256, metadata={"help": "examples per saved shard (the unit of resuming)"})
     device: str = field(default="auto", metadata={"help": "auto (the rank's GPU if any, else cpu), cpu or cuda"})
-    embedding_batch_size: int = field(default=64, metadata={"help": "texts per MiniLM batch"})
     rollout_backend: str = field(default="transformers", metadata={
         "help": "rollouts for nice/grpo: transformers (the proxy in memory), vllm (local model folder + the "
                 "warmed-up adapter) or openai (a server that serves the same policy)"})
@@ -84,35 +96,34 @@ class FeatureConfig:
         "help": "reward of a sampled completion: verifier, reward_model or judge"})
     completion_reward_kwargs: dict[str, Any] = field(default_factory=dict, metadata={
         "help": "reward settings, e.g. {model: path} for reward_model or {base_url: ..., model: ...} for judge"})
-    nice_baseline: str = field(default="none", metadata={"help": "NICE: subtract the mean reward (mean) or not (none)"})
-    nice_policy: str = field(default="vanilla", metadata={"help": "NICE sample filter: vanilla, rejection or topk"})
-    nice_threshold: float = field(default=0.5, metadata={"help": "NICE rejection: keep samples with reward >= this"})
-    nice_topk: int = field(default=1, metadata={"help": "NICE topk: keep this many best samples per prompt"})
-    std_normalise: bool = field(default=False, metadata={"help": "GRPO: divide advantages by the reward std"})
-    dpo_beta: float = field(default=0.1, metadata={"help": "DPO implicit reward scale beta"})
-    dpo_reduction: str = field(default="sum", metadata={"help": "DPO log-prob over response tokens: sum or mean"})
+    options: dict[str, Any] = field(default_factory=dict, metadata={
+        "help": "each held feature's options by name (flags and YAML give them flat: --dpo-beta, nice_topk)"})
 
-    def __post_init__(self) -> None:
+    def __init__(self, **values: Any) -> None:
+        given = dict(values.pop("options", None) or {})
+        for f in dataclasses.fields(self):
+            if f.name != "options":
+                setattr(self, f.name, values.pop(f.name) if f.name in values else _default(f))
+        self._settle({**given, **values})
+
+    def _settle(self, given: dict[str, Any]) -> None:
+        """Default the features, hold their options and check every setting (one-line errors)."""
         if self.features is None:
-            self.features = ["grad", *(["grad_adam"] if self.gradient_type == "adam" else []), "loss", "length",
-                             "embedding"]
+            self.features = default_features(self.gradient_type)
         self.features = list(dict.fromkeys(self.features))
-        unknown = [f for f in self.features if f not in FEATURES]
+        unknown = [f for f in self.features if f not in FEATURES and not is_path(f)]
         if unknown:
-            raise SelectgymError(f"unknown feature(s) {', '.join(unknown)}; choose from {', '.join(FEATURES)}")
+            raise SelectgymError(f"unknown feature(s) {', '.join(unknown)}; choose from {', '.join(FEATURES)} or give "
+                                 "a dotted path pkg.mod:Class")
         if not self.features:
             raise SelectgymError(f"features is empty; name at least one of {', '.join(FEATURES)}")
+        self.options = self._held_options(given)
         _choice("gradient_type", self.gradient_type, GRADIENT_TYPES)
         _choice("projection", self.projection, PROJECTIONS)
-        _choice("adam_eps", self.adam_eps, ADAM_EPS_FORMS)
         _choice("grad_dtype", self.grad_dtype, GRAD_DTYPES)
-        _choice("nice_baseline", self.nice_baseline, BASELINES)
-        _choice("nice_policy", self.nice_policy, POLICIES)
-        _choice("dpo_reduction", self.dpo_reduction, DPO_REDUCTIONS)
         _choice("rollout_backend", self.rollout_backend, ROLLOUT_BACKENDS)
         _choice("completion_reward", self.completion_reward, COMPLETION_REWARDS)
-        for name in ("proj_dim", "batch_size", "max_length", "shard_size", "rollouts", "max_new_tokens",
-                     "embedding_batch_size", "lora_r", "nice_topk"):
+        for name in ("proj_dim", "batch_size", "max_length", "shard_size", "rollouts", "max_new_tokens", "lora_r"):
             if getattr(self, name) < 1:
                 raise SelectgymError(f"{name} must be >= 1, got {getattr(self, name)}")
         check_device(self.device, available=False)  # a stored config may name a GPU this machine lacks
@@ -123,10 +134,6 @@ class FeatureConfig:
         if self.lora_alpha < 1:
             raise SelectgymError(f"--lora-alpha must be >= 1 (LoRA scales by alpha / r; 0 would silence it), e.g. 16; "
                                  f"got {self.lora_alpha}")
-        if not math.isfinite(self.dpo_beta) or self.dpo_beta <= 0:
-            raise SelectgymError(f"--dpo-beta must be a positive number, e.g. 0.1; got {self.dpo_beta}")
-        if not math.isfinite(self.nice_threshold):
-            raise SelectgymError(f"--nice-threshold must be a number, e.g. 0.5; got {self.nice_threshold}")
         if not math.isfinite(self.temperature) or self.temperature < 0:
             raise SelectgymError(f"--temperature must be >= 0 (0 samples greedily), e.g. 0.7; got {self.temperature}")
         if self.warmup_steps < 0 or self.warmup_epochs < 0:
@@ -134,16 +141,44 @@ class FeatureConfig:
                                  f"{self.warmup_epochs}")
         if not 0.0 < self.warmup_fraction <= 1.0:
             raise SelectgymError(f"warmup_fraction must lie in (0, 1], got {self.warmup_fraction}")
-        if "grad_adam" in self.features and self.warmup_steps == 0 and self.warmup_epochs == 0:
-            raise SelectgymError("grad_adam needs Adam moments from a warm-up: set warmup_steps >= 1, or drop "
-                                 "grad_adam (gradient_type sgd)")
         if self.max_length < 8:
             raise SelectgymError(f"max_length {self.max_length} leaves no room for a prompt; use at least 8")
         if self.rollout_backend == "openai" and not (self.base_url and self.api_model):
             raise SelectgymError("rollout_backend openai needs base_url and api_model")
-        if self.nice_policy == "topk" and self.nice_topk > self.rollouts:
-            raise SelectgymError(f"nice_topk {self.nice_topk} is more than the {self.rollouts} rollouts; lower "
-                                 f"nice_topk or raise rollouts")
+        for name in self.features:
+            self.feature(name).check_config(self)
+
+    def _held_options(self, given: dict[str, Any]) -> dict[str, Any]:
+        """The options of the built-in and the requested features, ``given`` or default, each feature's checked."""
+        held = [feature_class(n) for n in dict.fromkeys([*BUILTIN, *self.features])]
+        known = {opt for cls in [*FEATURES.values(), *held] for opt in option_names(cls)}
+        unknown = sorted(set(given) - known)
+        if unknown:
+            raise SelectgymError(f"unknown setting(s) {', '.join(unknown)}: not a feature setting, nor an option of a "
+                                 "registered or requested feature")
+        shared = {f.name for f in dataclasses.fields(self)}
+        options: dict[str, Any] = {}
+        for cls in held:
+            clash = sorted(set(option_names(cls)) & shared)
+            if clash:
+                raise SelectgymError(f"feature {cls.name!r} has option(s) {', '.join(clash)}, which are shared "
+                                     "settings; give them another name")
+            mine = {opt: given.get(opt, default) for opt, default in option_defaults(cls).items()}
+            cls(**mine)  # its own checks of its option values
+            options.update(mine)
+        return options
+
+    def __getattr__(self, name: str) -> Any:
+        # a feature's option read as before it moved (``cfg.std_normalise``); new code asks ``cfg.feature(name)``
+        options = self.__dict__.get("options")
+        if options is not None and name in options:
+            return options[name]
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+    def feature(self, name: str) -> Feature:
+        """The feature ``name`` (registered, or a dotted path) with this config's options."""
+        cls = feature_class(name)
+        return cls(**{opt: self.options[opt] for opt in option_names(cls) if opt in self.options})
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> FeatureConfig:
@@ -155,11 +190,17 @@ class FeatureConfig:
                         target_modules=list(self.lora_targets))
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """Flat: the shared settings and the held options side by side (what the store's key is hashed from)."""
+        shared = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "options"}
+        return copy.deepcopy({**shared, **self.options})
 
     @property
     def needs_rollouts(self) -> bool:
-        return "nice" in self.features or "grpo" in self.features
+        return any(feature_class(name).rollouts for name in self.features)
+
+
+def _default(f: dataclasses.Field) -> Any:
+    return f.default if f.default is not dataclasses.MISSING else f.default_factory()
 
 
 def _choice(name: str, value: str, allowed: Sequence[str]) -> None:

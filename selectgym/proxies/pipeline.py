@@ -24,7 +24,7 @@ from selectgym.data.pool import Example, Pool
 from selectgym.errors import SelectgymError
 from selectgym.proxies.distributed import barrier, dist_env, process_group
 from selectgym.proxies.feature_config import FeatureConfig
-from selectgym.proxies.features import FEATURES
+from selectgym.proxies.features import feature_class
 from selectgym.proxies.models import weights_digest
 from selectgym.proxies.proxy import Proxy, build_proxy
 from selectgym.proxies.secrets import redact_config
@@ -42,7 +42,7 @@ def check_pools(cfg: FeatureConfig, pool: Pool, val: Pool | None) -> None:
     if len(pool) == 0:
         raise SelectgymError(f"{pool.source}: the pool is empty; features need at least one example")
     for name in cfg.features:
-        FEATURES[name].check(cfg, pool, val)
+        cfg.feature(name).check(cfg, pool, val)
 
 
 def _check_finite(name: str, values: np.ndarray, ids: Sequence[str]) -> None:
@@ -57,7 +57,7 @@ def _computed(proxy: Proxy, examples: Sequence[Example], table: str) -> dict[str
     cache: dict[str, Any] = {}
     arrays: dict[str, np.ndarray] = {}
     for name in proxy.cfg.features:
-        feature = FEATURES[name]
+        feature = proxy.cfg.feature(name)
         arrays.update(feature.train(proxy, examples, cache) if table == TRAIN else feature.val(proxy, examples, cache))
     for name, values in arrays.items():
         _check_finite(name, values, [ex.id for ex in examples])
@@ -70,9 +70,13 @@ def train_shard(proxy: Proxy, examples: Sequence[Example]) -> dict[str, np.ndarr
 
 
 def val_table(proxy: Proxy, examples: Sequence[Example]) -> dict[str, np.ndarray]:
-    """The validation arrays: reference-answer SFT gradients (never Adam-normalised, at every checkpoint), then
-    whatever the requested features add (NICE and GRPO gradients)."""
-    return {**proxy.val_grads(examples), **_computed(proxy, examples, VAL)}
+    """The validation arrays of the requested features (``grad`` is the SFT gradients', written once)."""
+    return _computed(proxy, examples, VAL)
+
+
+def writes_val(cfg: FeatureConfig) -> bool:
+    """Whether a requested feature writes to the validation table (a store without one has no val table)."""
+    return any(feature_class(name).val_arrays for name in cfg.features)
 
 
 def store_material(cfg: FeatureConfig, pool: Pool, val: Pool | None) -> dict[str, Any]:
@@ -125,7 +129,8 @@ def compute_features(pool_path: str | os.PathLike, val_path: str | os.PathLike |
         finished = set(store.finished_shards(TRAIN))
         rows = {i: pool[i * cfg.shard_size:(i + 1) * cfg.shard_size] for i in range(n_shards)}
         mine = [i for i in range(n_shards) if i % world_size == rank and i not in finished]
-        val_todo = val is not None and not store.has_table(VAL)
+        with_val = val is not None and writes_val(cfg)
+        val_todo = with_val and not store.has_table(VAL)
         log.info("rank %d of %d: computing train shards %s of %d (%d finished before)", rank, world_size, mine,
                  n_shards, len(finished))
         with _progress(sum(len(rows[i]) for i in mine), progress and rank == 0, "features") as advance:
@@ -136,7 +141,7 @@ def compute_features(pool_path: str | os.PathLike, val_path: str | os.PathLike |
             store.write_shard(VAL, 0, val.ids, val_table(proxy, list(val)))
         barrier(world_size)
         if rank == 0:
-            store.mark_complete({TRAIN: n_shards, **({VAL: 1} if val is not None else {})})
+            store.mark_complete({TRAIN: n_shards, **({VAL: 1} if with_val else {})})
             store.mark_latest()
         barrier(world_size)
     done = FeatureStore(store.path)

@@ -16,8 +16,8 @@ import numpy as np
 import torch
 
 from selectgym.errors import SelectgymError
+from selectgym.registry import Registry
 
-PROJECTIONS = ("sjlt", "rademacher", "none")
 _SJLT_TAG = 1
 _RADEMACHER_TAG = 2
 
@@ -42,6 +42,11 @@ class Projector(ABC):
     @abstractmethod
     def _project(self, x: torch.Tensor) -> torch.Tensor: ...
 
+    @classmethod
+    def build(cls, dim_in: int, dim_out: int, seed: int = 0) -> Projector:
+        """The projector ``make_projector`` asks for by name (a kind that fixes ``dim_out`` ignores it)."""
+        return cls(dim_in, dim_out, seed)
+
     @property
     def config(self) -> dict[str, Any]:
         """What to record next to projected features so that later ones can be checked to match."""
@@ -57,6 +62,10 @@ class IdentityProjector(Projector):
         if dim_out is not None and dim_out != dim_in:
             raise SelectgymError(f"the identity projection keeps dim_out == dim_in ({dim_in}), got {dim_out}")
         super().__init__(dim_in, dim_in, seed)
+
+    @classmethod
+    def build(cls, dim_in: int, dim_out: int, seed: int = 0) -> Projector:
+        return cls(dim_in, seed=seed)
 
     def _project(self, x: torch.Tensor) -> torch.Tensor:
         return x
@@ -137,12 +146,12 @@ class RademacherProjector(Projector):
         return out
 
 
+#: projection name -> class; a dotted path ``pkg.mod:Class`` names your own ``Projector``.
+PROJECTORS = Registry("projection", {"sjlt": SJLTProjector, "rademacher": RademacherProjector,
+                                     "none": IdentityProjector}, base=Projector)
+PROJECTIONS = tuple(PROJECTORS)
+
+
 def make_projector(kind: str, dim_in: int, dim_out: int = 8192, seed: int = 0) -> Projector:
     """A projector by name: ``sjlt`` (fast default), ``rademacher`` (dense, as LESS/TRAK) or ``none``."""
-    if kind == "sjlt":
-        return SJLTProjector(dim_in, dim_out, seed)
-    if kind == "rademacher":
-        return RademacherProjector(dim_in, dim_out, seed)
-    if kind == "none":
-        return IdentityProjector(dim_in, seed=seed)
-    raise SelectgymError(f"unknown projection {kind!r}; choose one of {', '.join(PROJECTIONS)}")
+    return PROJECTORS.resolve(kind).build(dim_in, dim_out, seed)

@@ -19,17 +19,13 @@ import numpy as np
 import torch
 
 from selectgym.data.pool import Example, Pool
-from selectgym.data.render import collate, render_example
 from selectgym.errors import SelectgymError
 from selectgym.proxies.distributed import barrier
 from selectgym.proxies.feature_config import FeatureConfig
-from selectgym.proxies.gradients import (
-    adam_normalise,
-    adam_state,
-    grad_dim,
-    length_batches,
-    per_example_grads,
-)
+from selectgym.proxies.features.sampled import grpo_arrays
+from selectgym.proxies.features.sft import sft_pass
+from selectgym.proxies.features.sft import val_grads as sft_val_grads
+from selectgym.proxies.gradients import adam_state, grad_dim
 from selectgym.proxies.lora import attach_lora, lora_parameters
 from selectgym.proxies.mini import MINI_NAME, mini_dir
 from selectgym.proxies.models import SMOLLM2_NAME, TINY_NAME, TinyConfig, load_model, smollm2_dir
@@ -100,7 +96,8 @@ def restore_proxy(model, state: dict[str, np.ndarray], lr: float) -> torch.optim
 
 class Proxy:
     """The warmed-up proxy and what every feature shares: model, tokenizer, adapter checkpoints, projector,
-    Adam moments, rollout generator and reward (TRAK's one object per stage, built once per run).
+    Adam moments, rollout generator and reward (TRAK's one object per stage, built once per run). The features
+    (``proxies.features``) compute with it; it computes nothing itself.
 
     With saved ``states`` (the feature pipeline) the last one is loaded; without them (re-selection during
     training) the model is used as it is, with the Adam moments of its live ``optimizer``.
@@ -112,7 +109,7 @@ class Proxy:
         self.device = next(model.parameters()).device
         self.projector = make_projector(cfg.projection, grad_dim(model), cfg.proj_dim, seed=cfg.seed)
         self.states = states or {}  # checkpoint name ("" for the single one) -> adapter state; the last is final
-        self.moments = adam_state(model, optimizer) if optimizer is not None else None
+        self._optimizer, self._moments = optimizer, None
         if self.states:
             self.use(list(self.states)[-1])
         self.store = store
@@ -121,49 +118,26 @@ class Proxy:
 
     def use(self, checkpoint: str) -> None:
         """Load a checkpoint's adapter weights and Adam moments into the proxy."""
-        optimizer = restore_proxy(self.model, self.states[checkpoint], self.cfg.warmup_lr)
+        self._optimizer = restore_proxy(self.model, self.states[checkpoint], self.cfg.warmup_lr)
+        self._moments = None
         self.model.eval()
-        self.moments = adam_state(self.model, optimizer) if "grad_adam" in self.cfg.features else None
 
-    def checkpoint_grads(self, examples: Sequence[Example], adam: bool) -> dict[str, np.ndarray]:
-        """``sft_grads`` at every checkpoint (arrays ``name@ckpt`` beside the final one's plain names)."""
-        names = list(self.states)
-        if len(names) <= 1:
-            return self.sft_grads(examples, adam)
-        out: dict[str, np.ndarray] = {}
-        for name in names:
-            self.use(name)
-            grads = self.sft_grads(examples, adam)
-            out.update({f"{k}@{name}": v for k, v in grads.items() if k != "loss"})
-        out.update(grads)  # the final checkpoint (now loaded) under the plain names, for envs and other selectors
-        return out
+    @property
+    def moments(self) -> tuple:
+        """The loaded checkpoint's Adam moments (``adam_state``), gathered when a feature first asks."""
+        if self._moments is None:
+            self._moments = adam_state(self.model, self._optimizer)
+        return self._moments
 
+    # finetune/reselect.py scores the live model through these three; features call the functions directly
     def sft_grads(self, examples: Sequence[Example], adam: bool) -> dict[str, np.ndarray]:
-        """Projected raw (and Adam-normalised) SFT gradients and the losses, from one backward pass per batch.
-
-        Full gradients stay on the model's device and are projected there; only ``dim`` columns come back.
-        """
-        cfg = self.cfg
-        out = {"grad": np.zeros((len(examples), self.projector.dim_out), dtype=np.float32),
-               "loss": np.zeros(len(examples), dtype=np.float32)}
-        if adam:
-            out["grad_adam"] = np.zeros_like(out["grad"])
-        rendered = [render_example(self.tokenizer, ex, cfg.max_length) for ex in examples]
-        for rows in length_batches([len(r.input_ids) for r in rendered], cfg.batch_size):
-            batch = collate([rendered[i] for i in rows], self.tokenizer.pad_token_id)
-            full, losses = per_example_grads(self.model, batch, reduction="mean", return_losses=True)
-            out["grad"][rows] = self.projector.project(full).cpu().numpy()
-            out["loss"][rows] = losses.float().cpu().numpy()
-            if adam:
-                adam_dir = adam_normalise(full, *self.moments, eps_form=cfg.adam_eps)
-                out["grad_adam"][rows] = self.projector.project(adam_dir).cpu().numpy()
-        return out
+        return sft_pass(self, examples, self.cfg.feature("grad_adam").adam_eps if adam else None)
 
     def val_grads(self, examples: Sequence[Example]) -> dict[str, np.ndarray]:
-        """Validation SFT gradients of the reference answers (never Adam-normalised) at every checkpoint:
-        ``grad@ckpt`` for each and ``grad`` for the final one. The final checkpoint stays loaded."""
-        grads = self.checkpoint_grads(examples, adam=False)
-        return {k: v for k, v in grads.items() if k.partition("@")[0] == "grad"}
+        return sft_val_grads(self, examples)
+
+    def grpo(self, examples: Sequence[Example], seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return grpo_arrays(self, examples, seed, self.cfg.feature("grpo").std_normalise)
 
     def generator(self):
         """Rollouts from the proxy: in memory (transformers), vLLM with the saved adapter, or an HTTP server."""
@@ -187,17 +161,6 @@ class Proxy:
 
             self._reward = make_reward(self.cfg.completion_reward, **self.cfg.completion_reward_kwargs)
         return self._reward
-
-    def grpo(self, examples: Sequence[Example], seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        from selectgym.proxies.policy_grad import grpo_candidate_grads
-
-        cfg = self.cfg
-        grads, signal, pass_rate = grpo_candidate_grads(
-            self.model, self.tokenizer, list(examples), self.generator(), self.reward(), k=cfg.rollouts,
-            std_normalise=cfg.std_normalise, temperature=cfg.temperature, max_new_tokens=cfg.max_new_tokens,
-            projector=self.projector, batch_size=cfg.batch_size, max_length=cfg.max_length, seed=seed)
-        return (np.asarray(grads, dtype=np.float32), np.asarray(signal, dtype=np.float32),
-                np.asarray(pass_rate, dtype=np.float32))
 
 
 def vllm_model_path(model: str) -> Path:

@@ -5,7 +5,6 @@ NICE and GradAlign only need a number per (example, completion); which one is a 
 
 from __future__ import annotations
 
-import inspect
 import logging
 import math
 import re
@@ -21,10 +20,9 @@ from selectgym.data.pool import Example
 from selectgym.data.render import FALLBACK_TEMPLATE
 from selectgym.errors import SelectgymError
 from selectgym.proxies.rollouts import ChatClient
+from selectgym.registry import Registry
 
 log = logging.getLogger(__name__)
-
-KINDS = ("verifier", "reward_model", "judge")
 
 
 class CompletionReward(ABC):
@@ -154,13 +152,12 @@ class LLMJudgeReward(CompletionReward):
         return out
 
 
+#: completion reward name -> class; a dotted path ``pkg.mod:Class`` names your own ``CompletionReward``.
+COMPLETION_REWARDS = Registry("completion reward", {"verifier": VerifierReward, "reward_model": RewardModelReward,
+                                                    "judge": LLMJudgeReward}, base=CompletionReward)
+KINDS = tuple(COMPLETION_REWARDS)
+
+
 def make_reward(kind: str, **kw: Any) -> CompletionReward:
-    """``verifier`` | ``reward_model`` (``model_path=``) | ``judge`` (``base_url=``, ``model=``)."""
-    classes = {"verifier": VerifierReward, "reward_model": RewardModelReward, "judge": LLMJudgeReward}
-    if kind not in classes:
-        raise SelectgymError(f"reward kind must be one of {KINDS}, got {kind!r}")
-    try:
-        inspect.signature(classes[kind]).bind(**kw)
-    except TypeError as err:
-        raise SelectgymError(f"bad options for the {kind!r} reward: {err}") from None
-    return classes[kind](**kw)
+    """``verifier`` | ``reward_model`` (``model_path=``) | ``judge`` (``base_url=``, ``model=``), or a dotted path."""
+    return COMPLETION_REWARDS.create(kind, **kw)

@@ -29,10 +29,10 @@ from selectgym.data.pool import Message
 from selectgym.data.render import prompt_text
 from selectgym.errors import SelectgymError
 from selectgym.proxies.secrets import redact_secrets, redact_url, url_secrets
+from selectgym.registry import Registry
 
 log = logging.getLogger(__name__)
 
-BACKENDS = ("auto", "transformers", "vllm", "openai")
 
 
 def _check_prompts(prompts: Sequence[Sequence[Message]]) -> list[list[Message]]:
@@ -71,6 +71,13 @@ class Generator(ABC):
     def _generate(self, prompts: list[list[Message]], n: int, *, max_new_tokens: int, temperature: float,
                   top_p: float, seed: int) -> list[list[str]]: ...
 
+    @classmethod
+    def build(cls, *, model=None, tokenizer=None, model_path: str | os.PathLike | None = None,
+              lora_path: str | os.PathLike | None = None, base_url: str | None = None, api_model: str | None = None,
+              **kw: Any) -> Generator:
+        """This backend from ``make_generator``'s arguments: each backend takes the ones it needs, and ``kw``."""
+        return cls(**kw)
+
 
 class TransformersGenerator(Generator):
     """``model.generate`` in left-padded batches; seeded inside ``torch.random.fork_rng`` (global RNG untouched)."""
@@ -79,6 +86,23 @@ class TransformersGenerator(Generator):
         if batch_size < 1:
             raise SelectgymError(f"batch_size must be >= 1, got {batch_size}")
         self.model, self.tokenizer, self.batch_size = model, tokenizer, int(batch_size)
+
+    @classmethod
+    def build(cls, *, model=None, tokenizer=None, model_path=None, lora_path=None, base_url=None, api_model=None,
+              **kw: Any) -> Generator:
+        if model is None:
+            if model_path is None:
+                raise SelectgymError("the transformers backend needs a model and tokenizer, or a model_path")
+            from selectgym.proxies.models import load_model
+
+            model, tokenizer = load_model(str(model_path))
+            if lora_path is not None:
+                from peft import PeftModel
+
+                model = PeftModel.from_pretrained(model, str(lora_path))
+        if tokenizer is None:
+            raise SelectgymError("the transformers backend needs the model's tokenizer")
+        return cls(model, tokenizer, **kw)
 
     def _generate(self, prompts, n, *, max_new_tokens, temperature, top_p, seed):
         tok, model = self.tokenizer, self.model
@@ -151,6 +175,13 @@ class VLLMGenerator(Generator):
             self.lora_request = LoRARequest("selectgym-adapter", 1, str(lora_path))
         self.llm = LLM(model=str(model_path), **engine_kwargs)
         self.tokenizer = self.llm.get_tokenizer()
+
+    @classmethod
+    def build(cls, *, model=None, tokenizer=None, model_path=None, lora_path=None, base_url=None, api_model=None,
+              **kw: Any) -> Generator:
+        if model_path is None:
+            raise SelectgymError("the vllm backend needs model_path (a local model folder)")
+        return cls(model_path, lora_path, **kw)
 
     def _generate(self, prompts, n, *, max_new_tokens, temperature, top_p, seed):
         from vllm import SamplingParams
@@ -282,6 +313,13 @@ class OpenAIGenerator(Generator):
                  max_retries: int = 2, backoff: float = 0.5) -> None:
         self.client = ChatClient(base_url, model, api_key_env, timeout, max_retries, backoff)
 
+    @classmethod
+    def build(cls, *, model=None, tokenizer=None, model_path=None, lora_path=None, base_url=None, api_model=None,
+              **kw: Any) -> Generator:
+        if not base_url or not api_model:
+            raise SelectgymError("the openai backend needs base_url (e.g. http://localhost:8000/v1) and api_model")
+        return cls(base_url, api_model, **kw)
+
     def _generate(self, prompts, n, *, max_new_tokens, temperature, top_p, seed):
         out = []
         for i, prompt in enumerate(prompts):
@@ -295,33 +333,20 @@ class OpenAIGenerator(Generator):
         return out
 
 
+#: generation backend name -> class; ``auto`` picks one of them, a dotted path ``pkg.mod:Class`` names your own.
+GENERATORS = Registry("generation backend", {"transformers": TransformersGenerator, "vllm": VLLMGenerator,
+                                             "openai": OpenAIGenerator}, base=Generator)
+BACKENDS = ("auto", *GENERATORS)
+
+
 def make_generator(backend: str = "auto", *, model=None, tokenizer=None, model_path: str | os.PathLike | None = None,
                    lora_path: str | os.PathLike | None = None, base_url: str | None = None,
                    api_model: str | None = None, **kw: Any) -> Generator:
     """Build a generator; ``auto`` picks vLLM when it is importable and a ``model_path`` is given."""
-    if backend not in BACKENDS:
-        raise SelectgymError(f"generation backend must be one of {BACKENDS}, got {backend!r}")
     if backend == "auto":
         backend = "vllm" if model_path is not None and importlib.util.find_spec("vllm") else "transformers"
+    cls = GENERATORS.resolve(backend, also=("auto",))
+    GENERATORS.check_options(backend, kw)
     log.info("generation backend: %s", backend)
-    if backend == "vllm":
-        if model_path is None:
-            raise SelectgymError("the vllm backend needs model_path (a local model folder)")
-        return VLLMGenerator(model_path, lora_path, **kw)
-    if backend == "openai":
-        if not base_url or not api_model:
-            raise SelectgymError("the openai backend needs base_url (e.g. http://localhost:8000/v1) and api_model")
-        return OpenAIGenerator(base_url, api_model, **kw)
-    if model is None:
-        if model_path is None:
-            raise SelectgymError("the transformers backend needs a model and tokenizer, or a model_path")
-        from selectgym.proxies.models import load_model
-
-        model, tokenizer = load_model(str(model_path))
-        if lora_path is not None:
-            from peft import PeftModel
-
-            model = PeftModel.from_pretrained(model, str(lora_path))
-    if tokenizer is None:
-        raise SelectgymError("the transformers backend needs the model's tokenizer")
-    return TransformersGenerator(model, tokenizer, **kw)
+    return cls.build(model=model, tokenizer=tokenizer, model_path=model_path, lora_path=lora_path, base_url=base_url,
+                     api_model=api_model, **kw)

@@ -13,7 +13,8 @@ Training pool table (``store.table("train")``):
     ``grpo_signal`` (N,)    1 if the rollouts' rewards differed, else 0
     ``pass_rate``   (N,)    share of rollouts the verifier accepted
 Validation table (``store.table("val")``):
-    ``grad``        (M, d)  projected SFT gradient of the reference answer (never Adam-normalised)
+    ``grad``        (M, d)  projected SFT gradient of the reference answer (never Adam-normalised; written
+                            with ``grad`` or ``grad_adam``, so only the SFT pool's store holds it)
     ``pg_grad``     (M, d)  NICE policy gradient (reward-weighted REINFORCE)
     ``grpo_grad``   (M, d)  projected GRPO gradient per validation problem
     ``pass_rate``   (M,)
@@ -318,12 +319,29 @@ class FeatureTable:
 
 
 def merge_tables(tables: list[FeatureTable]) -> FeatureTable:
-    """One table from several computed on pools with the same ids (the suite's three formats)."""
+    """One table from several computed on pools with the same ids (the suite's three formats).
+
+    Each array has one owner: a name two tables both hold is an error, never a silent overwrite. The one
+    exception is an array both hold byte for byte (a store written before validation ``grad`` belonged to the
+    SFT gradient features holds it in every pool kind's table): it is kept once.
+    """
     base = tables[0]
     arrays, meta = dict(base.arrays), dict(base.meta)
     for t in tables[1:]:
         if t.ids != base.ids:
             raise SelectgymError("feature tables to merge must list the same example ids in the same order")
-        arrays.update(t.arrays)
+        for name, arr in t.arrays.items():
+            if name in arrays and not _same_bytes(arrays[name], arr):
+                raise SelectgymError(f"feature tables to merge both hold {name!r} with different values "
+                                     f"({base.meta.get('store', base.name)} and {t.meta.get('store', t.name)}); "
+                                     "compute each array on one pool only")
+            arrays.setdefault(name, arr)
         meta.update(t.meta)
     return FeatureTable(base.ids, arrays, meta)
+
+
+def _same_bytes(a: Any, b: Any) -> bool:
+    if np.shape(a) != np.shape(b) or np.dtype(a.dtype) != np.dtype(b.dtype):
+        return False
+    return all(x.tobytes() == y.tobytes() for (_, x), (_, y) in zip(iter_blocks(a, dtype=a.dtype),
+                                                                     iter_blocks(b, dtype=b.dtype), strict=True))

@@ -16,25 +16,11 @@ import torch
 from selectgym.data.pool import Example
 from selectgym.data.render import collate, render_example
 from selectgym.errors import SelectgymError
-from selectgym.proxies.gradients import length_batches, sequence_losses
+from selectgym.proxies.gradients import sequence_losses
 from selectgym.proxies.lora import lora_parameters
+from selectgym.proxies.losses import sft_losses  # noqa: F401  (benchmarks/testbed.py imports it from here)
 
 log = logging.getLogger(__name__)
-
-
-@torch.no_grad()
-def sft_losses(model, tokenizer, examples: Sequence[Example], *, batch_size: int = 8,
-               max_length: int = 256) -> np.ndarray:
-    """The SFT loss (token-mean response NLL) of each example under ``model``, ``(N,)`` float32, no gradients."""
-    was_training = model.training
-    model.eval()
-    rendered = [render_example(tokenizer, ex, max_length) for ex in examples]
-    out = np.zeros(len(examples), dtype=np.float32)
-    for rows in length_batches([len(r.input_ids) for r in rendered], batch_size):
-        batch = collate([rendered[i] for i in rows], tokenizer.pad_token_id)
-        out[rows] = sequence_losses(model, batch).float().cpu().numpy()
-    model.train(was_training)
-    return out
 
 
 def warmup_subset(n: int, fraction: float, seed: int) -> np.ndarray:

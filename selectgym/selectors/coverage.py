@@ -25,7 +25,7 @@ import numpy as np
 
 from selectgym.errors import SelectgymError
 from selectgym.proxies.table import FeatureTable
-from selectgym.selectors.base import NonFiniteRows, blockwise_scores, read_target, unit_rows
+from selectgym.proxies.vectors import NonFiniteRows, blockwise_scores, read_target, unit_rows
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,8 @@ from typing import ClassVar
 import numpy as np
 
 from selectgym.proxies.table import FeatureTable
-from selectgym.selectors.base import EXCLUDED, NonFiniteRows, Selector, check_flag
+from selectgym.proxies.vectors import EXCLUDED, NonFiniteRows
+from selectgym.selectors.base import Selector, check_flag
 
 
 @dataclass
@@ -27,6 +28,7 @@ class DpoGapSelector(Selector):
 
     name: ClassVar[str] = "dpo_gap"
     default_budget: ClassVar[float] = 0.1
+    needs: ClassVar[tuple[str, ...]] = ("preference",)
 
     def __post_init__(self) -> None:
         check_flag(self.name, "skip_nonfinite", self.skip_nonfinite)

@@ -37,19 +37,16 @@ import numpy as np
 from selectgym.budget import resolve_budget
 from selectgym.errors import SelectgymError
 from selectgym.proxies.table import FeatureTable, iter_blocks
-from selectgym.selectors.base import (
+from selectgym.proxies.vectors import (
     EXCLUDED,
     NonFiniteRows,
-    Selection,
-    Selector,
     blockwise_scores,
-    check_flag,
     normalise_rows,
     read_target,
     row_norms,
-    top_k,
     unit_rows,
 )
+from selectgym.selectors.base import Selection, Selector, check_flag, top_k
 
 MODES = ("sim", "dot", "align", "learnalign", "accgreedy", "rand")
 NEEDS_VAL = ("sim", "dot")
@@ -99,6 +96,8 @@ class GradAlignSelector(Selector):
     skip_nonfinite: bool = False
 
     name: ClassVar[str] = "gradalign"
+    needs: ClassVar[tuple[str, ...]] = ("verifiable",)
+    reselects: ClassVar[tuple[str, ...]] = ("grpo",)
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:

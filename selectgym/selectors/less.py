@@ -23,17 +23,8 @@ import numpy as np
 from selectgym.budget import resolve_budget
 from selectgym.errors import SelectgymError
 from selectgym.proxies.table import FeatureTable
-from selectgym.selectors.base import (
-    EXCLUDED,
-    NonFiniteRows,
-    Selection,
-    Selector,
-    blockwise_scores,
-    check_flag,
-    read_target,
-    too_few_left,
-    unit_rows,
-)
+from selectgym.proxies.vectors import EXCLUDED, NonFiniteRows, blockwise_scores, read_target, too_few_left, unit_rows
+from selectgym.selectors.base import Selection, Selector, check_flag
 from selectgym.selectors.coverage import balanced_order, subtask_plan
 
 GRADIENT_TYPES = {"adam": "grad_adam", "sgd": "grad"}
@@ -116,6 +107,9 @@ class LessSelector(Selector):
 
     name: ClassVar[str] = "less"
     val_feature: ClassVar[str] = "grad"
+    needs: ClassVar[tuple[str, ...]] = ("sft",)
+    balances_subtasks: ClassVar[bool] = True
+    reselects: ClassVar[tuple[str, ...]] = ("sft",)
 
     def __post_init__(self) -> None:
         if self.gradient_type not in GRADIENT_TYPES:

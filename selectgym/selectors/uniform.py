@@ -16,6 +16,7 @@ class RandomSelector(Selector):
     """Every example gets an independent uniform score, so the top ``k`` is a uniform draw of ``k``."""
 
     name: ClassVar[str] = "random"
+    reselects: ClassVar[tuple[str, ...]] = ("sft", "dpo")
 
     def score(self, train: FeatureTable, val: FeatureTable | None, rng: np.random.Generator) -> np.ndarray:
         return rng.random(len(train))

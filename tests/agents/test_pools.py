@@ -6,8 +6,9 @@ import json
 
 import pytest
 
-from selectgym.agents.pools import SPLIT, TrainingPools, build_pool, split_target, write_target_halves
+from selectgym.agents.pools import TrainingPools, build_pool
 from selectgym.data.suite import SuiteConfig
+from selectgym.data.targets import SPLIT, split_target, write_target_halves
 from selectgym.errors import SelectgymError
 
 

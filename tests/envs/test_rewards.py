@@ -70,7 +70,7 @@ def test_make_reward_checks_names_and_settings(linear):
     assert make_reward(linear, train, val) is linear
     with pytest.raises(SelectgymError, match="unknown reward 'gold'"):
         make_reward("gold", train, val)
-    with pytest.raises(SelectgymError, match=r"no setting\(s\) \['alpha'\]"):
+    with pytest.raises(SelectgymError, match=r"reward 'linear' has no option\(s\) alpha; it takes: lr, redundancy"):
         make_reward("linear", train, train, alpha=1)
     with pytest.raises(SelectgymError, match="dimension 2 but validation 'grad' has 3"):
         make_reward("linear", train, val)

@@ -124,7 +124,7 @@ def test_less_rescore_uses_the_live_adam_state(sft_pool, val_pool):
     from selectgym.proxies.lora import attach_lora
     from selectgym.proxies.models import load_model
     from selectgym.proxies.projection import make_projector
-    from selectgym.selectors.base import cosine_matrix
+    from selectgym.proxies.vectors import cosine_matrix
 
     model, tok = load_model("tiny")
     model = attach_lora(model)
@@ -147,6 +147,21 @@ def test_less_rescore_uses_the_live_adam_state(sft_pool, val_pool):
     assert ids == [sft_pool.ids[i] for i in np.argsort(-scores, kind="stable")[:3]]
     raw = sft_grads(model, tok, sft_pool.examples, projector=projector, max_length=128)
     assert not np.allclose(raw, train)  # the Adam moments changed the training gradients that were scored
+
+
+def test_nice_rescore_scores_with_the_nice_feature(sft_pool, val_pool):
+    """The NICE path computes the target side with the registered ``nice`` feature (policy gradients)."""
+    from selectgym.finetune.reselect import GradientRescore
+    from selectgym.proxies.lora import attach_lora
+    from selectgym.proxies.models import load_model
+
+    model, tok = load_model("tiny")
+    model = attach_lora(model)
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    rescore = GradientRescore(val_pool, budget=3, name="nice", proj_dim=64, seed=0, max_length=128, rollouts=2,
+                              max_new_tokens=4)
+    ids = rescore(model, tok, optimizer, sft_pool, step=1)
+    assert len(ids) == 3 and len(set(ids)) == 3 and set(ids) <= set(sft_pool.ids)
 
 
 def test_rescore_needs_a_target(make_cfg):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 
 import numpy as np
 import pytest
@@ -13,12 +14,13 @@ from selectgym.data.pool import Example
 from selectgym.errors import SelectgymError
 from selectgym.proxies import pipeline
 from selectgym.proxies.feature_config import FeatureConfig
-from selectgym.proxies.features import response_lengths
+from selectgym.proxies.features import Feature, response_lengths
 from selectgym.proxies.lora import lora_parameters
+from selectgym.proxies.losses import sft_losses
 from selectgym.proxies.pipeline import check_pools, compute_features, load_features, store_material
 from selectgym.proxies.proxy import load_proxy, proxy_state, restore_proxy
 from selectgym.proxies.store import FeatureStore, store_key
-from selectgym.proxies.warmup import sft_losses, warmup, warmup_subset
+from selectgym.proxies.warmup import warmup, warmup_subset
 from selectgym.utils import derive_seed
 
 SMALL = {"model": "tiny", "proj_dim": 256, "max_length": 64, "batch_size": 4, "shard_size": 4, "warmup_steps": 2,
@@ -56,7 +58,9 @@ def test_config_defaults_and_round_trip():
     ({"features": []}, "features is empty"),
     ({"features": ["grad_adam"], "warmup_steps": 0}, "warmup_steps >= 1"),
     ({"projection": "gauss"}, "projection 'gauss' is unknown"),
-    ({"nice_policy": "topk", "nice_topk": 5, "rollouts": 4}, "lower nice_topk or raise rollouts"),
+    ({"features": ["nice"], "nice_policy": "topk", "nice_topk": 5, "rollouts": 4}, "lower nice_topk or raise rollouts"),
+    ({"dpo_reduction": "max"}, "dpo_reduction 'max' is unknown"),
+    ({"dpo_betta": 0.2}, "unknown setting"),
     ({"proj_dim": 0}, "proj_dim must be >= 1"),
     ({"rollout_backend": "openai"}, "needs base_url"),
 ])
@@ -213,7 +217,7 @@ def test_verifiable_pool_grpo(small_suite, tmp_path):
                      progress=False)
     train, val, _ = load_features(tmp_path)
     assert train.schema() == {"grpo_grad": [256], "grpo_signal": [], "loss": [], "pass_rate": []}
-    assert val.schema() == {"grad": [256], "grpo_grad": [256], "pass_rate": []}
+    assert val.schema() == {"grpo_grad": [256], "pass_rate": []}  # validation grad belongs to the SFT gradients
     signal = train.get("grpo_signal")
     assert set(np.unique(signal)) <= {0.0, 1.0}
     assert np.all(train.get("grpo_grad")[signal == 0] == 0)
@@ -372,7 +376,8 @@ def test_less_schedule_feeds_the_multi_checkpoint_score(small_suite, tmp_path):
 
 # -- the feature registry ----------------------------------------------------------------------------------
 
-class ResponseChars:
+@dataclass
+class ResponseChars(Feature):
     """A feature written as one class: characters of each response (train) and of each reference (val)."""
 
     name = "chars"
@@ -380,29 +385,24 @@ class ResponseChars:
     train_arrays = ("chars",)
     val_arrays = ("chars",)
 
-    @classmethod
-    def check(cls, cfg, pool, val):
-        pass
-
-    @classmethod
-    def train(cls, proxy, examples, cache):
+    def train(self, proxy, examples, cache):
         return {"chars": np.array([len(ex.target) for ex in examples], dtype=np.float32)}
 
-    @classmethod
-    def val(cls, proxy, examples, cache):
-        return cls.train(proxy, examples, cache)
+    def val(self, proxy, examples, cache):
+        return self.train(proxy, examples, cache)
 
 
 def test_a_new_feature_is_one_class_in_the_registry(small_suite, tmp_path, monkeypatch):
-    from selectgym.proxies.features import FEATURES
+    from selectgym.proxies.features import FEATURES, register_feature
 
-    monkeypatch.setitem(FEATURES, "chars", ResponseChars)
+    monkeypatch.setattr(FEATURES, "_entries", dict(FEATURES._entries))  # the registry has no removal: restore it
+    register_feature(ResponseChars)
     cfg = FeatureConfig(**{**SMALL, "warmup_steps": 0}, features=["chars", "length"])
     compute_features(small_suite / "sft.jsonl", small_suite / "validation.jsonl", cfg, tmp_path, progress=False)
     train, val, _ = load_features(tmp_path)
     pool = load_pool(small_suite / "sft.jsonl")
     np.testing.assert_array_equal(train.get("chars"), [len(ex.target) for ex in pool])
-    assert val.has("chars") and val.has("grad") and train.has("length")
+    assert val.has("chars") and not val.has("grad") and train.has("length")  # grad is written by its features only
     with pytest.raises(SelectgymError, match="unknown feature"):
         FeatureConfig(features=["chars2"])
     # ... and the selection env observes it by name

@@ -99,7 +99,7 @@ def test_judge_server_down_is_a_one_line_error(validation):
 
 
 def test_make_reward_checks_kind_and_options():
-    with pytest.raises(SelectgymError, match="one of"):
+    with pytest.raises(SelectgymError, match="unknown completion reward 'bleu'; choose from verifier, reward_model"):
         make_reward("bleu")
     with pytest.raises(SelectgymError, match="bad options"):
         make_reward("judge", base_url="http://x")

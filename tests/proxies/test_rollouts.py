@@ -70,7 +70,7 @@ def test_make_generator_auto_falls_back_to_transformers(generator, tokenizer, ca
     assert "generation backend: transformers" in caplog.text
     with pytest.raises(SelectgymError, match="base_url"):
         make_generator("openai")
-    with pytest.raises(SelectgymError, match="one of"):
+    with pytest.raises(SelectgymError, match="unknown generation backend 'tgi'; choose from auto, transformers"):
         make_generator("tgi")
     with pytest.raises(SelectgymError, match="needs a model"):
         make_generator("transformers")

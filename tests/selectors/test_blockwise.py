@@ -9,7 +9,8 @@ import selectgym.proxies.table as table_mod
 from selectgym.errors import SelectgymError
 from selectgym.proxies.store import FeatureStore
 from selectgym.proxies.table import DiskArray, FeatureTable
-from selectgym.selectors.base import cosine_matrix, normalise_rows, top_k
+from selectgym.proxies.vectors import cosine_matrix, normalise_rows
+from selectgym.selectors.base import top_k
 from selectgym.selectors.dpo_gap import DpoGapSelector
 from selectgym.selectors.gradalign import GradAlignSelector, pooled_direction
 from selectgym.selectors.less import LessSelector, aggregate_subtasks, checkpoint_weights
@@ -176,7 +177,7 @@ def test_skip_nonfinite_leaves_rows_out_with_a_counted_warning(tmp_path, small_b
             val_arrays = _with(val_arrays, array, r, np.nan)
     store = _store(tmp_path / "bad", train_arrays, val_arrays)
     train, val = store.table("train"), store.table("val")
-    with caplog.at_level(logging.WARNING, logger="selectgym.selectors.base"):
+    with caplog.at_level(logging.WARNING, logger="selectgym.proxies.vectors"):
         rounds = isinstance(make(), GradAlignSelector)  # a round keeps chunk_size // q rows
         budget = N - len(bad_rows) if side == "train" and not rounds else 10
         got = make(skip_nonfinite=True).select(train, val, budget, seed=0)

@@ -79,7 +79,7 @@ def test_dotted_paths_find_user_selectors(make_table):
 
 
 def test_lookup_errors_are_one_line():
-    with pytest.raises(SelectgymError, match="unknown selector 'lesss'; choose one of random, less, nice") as err:
+    with pytest.raises(SelectgymError, match="unknown selector 'lesss'; choose from random, less, nice") as err:
         get_selector("lesss")
     assert "\n" not in str(err.value)
     with pytest.raises(SelectgymError, match="cannot import 'no_such_pkg.mod'"):
