@@ -1,14 +1,10 @@
-"""benchmarks/builds.py pools runs over builds: baselines pair by seed on every build, methods by build and seed."""
-
-import importlib
-import sys
-from pathlib import Path
+"""benchmarks.accuracy.builds pools runs over builds: baselines pair by seed on every build, methods by build and
+seed."""
 
 import pytest
 from scipy import stats
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-builds = importlib.import_module("builds")  # a broken import fails the test, never skips it
+from benchmarks.accuracy import builds  # a plain import: a broken one fails the test, never skips it
 
 
 def runs(method, accuracies):

@@ -1,44 +1,40 @@
 """Downstream check of the transfer benchmark's policies: SmolLM2 fine-tuned on what each method picks.
 
-Run after ``benchmarks/transfer.py`` (it reads the policies there): ``.venv/bin/python benchmarks/downstream.py``
-(about an hour on 2 CPU cores; every run is cached in ``--work``, so a killed run resumes).
+Run after ``benchmarks.quality.transfer`` (it reads the policies there): ``.venv/bin/python -m
+benchmarks.accuracy.downstream`` from the checkout root (about an hour on 2 CPU cores; every run is cached in
+``--work``, so a killed run resumes).
 
 The pool is the built-in suite (``--size`` examples, ``--validation-size`` target problems), featurised by ``mini``
 like the transfer pools (alignment against one half of the target set). For every seed, each method picks
 ``--budget`` of it: ``policy`` (the default transfer policy trained with that seed; trained here, into
-``--policies``, if transfer.py has not), LESS, LESS on SGD gradients, the DPO gap and random (drawn as in
-``benchmarks/sensitivity.py``, so those runs are shared when the settings agree). ``policy_mean_alignment`` is
+``--policies``, if the transfer benchmark has not), LESS, LESS on SGD gradients, the DPO gap and random (drawn as
+in ``benchmarks.accuracy.sensitivity``, so those runs are shared when the settings agree). ``policy_mean_alignment`` is
 the previous default policy (alignment aimed at the plain mean target gradient). ``policy_balanced`` and
 ``less_balanced`` share the budget among the target's subtasks (its task families, in proportion to their share of
 the target set; ``selectgym.selectors.coverage``). SmolLM2-135M-Instruct is fine-tuned on each selection with LoRA
 SFT (``--steps`` steps, batch ``--batch-size``, lr ``--lr``); ``full`` trains on the whole pool for one epoch.
-Verifier accuracy of greedy answers on all target problems. Results go under ``downstream`` in ``--out``.json and
-the ``.md``.
+Verifier accuracy of greedy answers on all target problems (``selectgym.bench.harness.finetune_and_score``).
+Results go under ``downstream`` in ``--out``.json and the ``.md``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import shlex
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
-from machine_load import load_average, load_note
-from scipy.stats import ttest_rel
-from sensitivity import selection
-from transfer import pick, train_policies
-from transfer_pools import training_pools
 
+from benchmarks.envelope import command_line, load_average, load_note, paired_p, replace_section, write_results
+from benchmarks.harness import pick, selection, train_policies, training_pools
 from selectgym.agents.pools import build_pool, build_pools
+from selectgym.bench.harness import finetune_and_score
 from selectgym.data import load_pool
 from selectgym.data.suite import SuiteConfig
 from selectgym.finetune.config import FinetuneConfig
-from selectgym.finetune.evaluate import evaluate
-from selectgym.finetune.train import train
 from selectgym.selectors.coverage import subtask_labels
 from selectgym.utils import write_json
 
@@ -57,8 +53,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--policies", default="runs/transfer/policies", help="where transfer.py saved its policies")
-    parser.add_argument("--training-pools", default="runs/transfer/train", help="transfer.py's training pools")
+    parser.add_argument("--policies", default="runs/transfer/policies",
+                        help="where the transfer benchmark saved its policies")
+    parser.add_argument("--training-pools", default="runs/transfer/train",
+                        help="the transfer benchmark's training pools")
     parser.add_argument("--shared", default="runs/sensitivity/runs.json", help="sensitivity runs to reuse for random")
     parser.add_argument("--work", default="runs/downstream")
     parser.add_argument("--out", default="benchmarks/results/transfer")
@@ -104,22 +102,19 @@ def main(argv: list[str] | None = None) -> int:
                 ids, steps = [table.ids[r] for r in rows], args.steps
             cfg = FinetuneConfig(method="sft", model="smollm2", seed=seed, lr=args.lr, max_steps=steps, epochs=1.0,
                                  batch_size=args.batch_size, output_dir=str(work / "ft" / key))
-            result = train(cfg, pool.subset(ids))
-            metrics = evaluate(result.model, result.tokenizer, target, max_new_tokens=16)
+            scored = finetune_and_score(cfg, pool, ids, target, max_new_tokens=16)
             picked = [pool[pool.index(i)].meta for i in ids]  # ground truth, for measuring only
-            useful = float(np.mean([m["useful"] for m in picked]))
             tasks = {t: sum(m["task"] == t for m in picked) for t in sorted({m["task"] for m in picked})}
-            runs[key] = {**metrics, "useful_share": useful, "n_selected": len(ids), "tasks": tasks,
-                         "seconds": time.perf_counter() - t0}
+            runs[key] = {**scored, "n_selected": len(ids), "tasks": tasks, "seconds": time.perf_counter() - t0}
             write_json(done_path, runs)
-            print(f"{key}: accuracy {metrics['accuracy']:.3f}, useful {useful:.2f} ({runs[key]['seconds']:.0f} s)",
-                  flush=True)
+            print(f"{key}: accuracy {scored['accuracy']:.3f}, useful {scored['useful_share']:.2f} "
+                  f"({runs[key]['seconds']:.0f} s)", flush=True)
 
     acc = {m: np.array([runs[f"{m}-{s}"]["accuracy"] for s in args.seeds]) for m in args.methods}
     families = sorted(set(subtasks))
 
     def p(a, b):
-        return float(ttest_rel(acc[a], acc[b]).pvalue) if len(args.seeds) > 1 and a in acc and b in acc else None
+        return paired_p(acc[a], acc[b]) if a in acc and b in acc else None
 
     downstream = {m: {"accuracy_mean": float(v.mean()), "accuracy_std": float(v.std(ddof=1)),
                       "useful_mean": float(np.mean([runs[f"{m}-{s}"]["useful_share"] for s in args.seeds])),
@@ -129,16 +124,12 @@ def main(argv: list[str] | None = None) -> int:
                       "target_picks": {t: float(np.mean([runs[f"{m}-{s}"].get("tasks", {}).get(t, 0)
                                                          for s in args.seeds])) for t in families}}
                   for m, v in acc.items()}
-    meta = {"command": "cd /work/main && .venv/bin/python " + shlex.join(["benchmarks/downstream.py", *sys.argv[1:]]),
+    meta = {"command": command_line(__file__, argv),
             "target": "smollm2", "pool": len(pool), "n_val": len(target), "steps": args.steps, "lr": args.lr,
             "batch_size": args.batch_size, "seconds": round(time.perf_counter() - started, 1),
             "load_note": load_note(before, load_average())}
     out = Path(args.out)
-    previous = json.loads(out.with_suffix(".json").read_text()) if out.with_suffix(".json").exists() else {}
-    write_json(out.with_suffix(".json"), {**previous, "downstream": downstream, "downstream_settings": meta})
-    md = out.with_suffix(".md")
-    text = md.read_text().split("\n## Downstream")[0].rstrip("\n") if md.exists() else ""
-    text += (f"\n\n## Downstream\n\nCommand: `{meta['command']}` ({meta['seconds']:.0f} s). {meta['load_note']}\n\n"
+    section = (f"## Downstream\n\nCommand: `{meta['command']}` ({meta['seconds']:.0f} s). {meta['load_note']}\n\n"
              f"SmolLM2-135M-Instruct fine-tuned with LoRA SFT ({args.steps} steps, batch {args.batch_size}, lr "
              f"{args.lr}; `full`: one epoch over all {len(pool)} examples) on each method's {args.budget:.0%} of the "
              f"built-in suite (features from `mini`); verifier accuracy of greedy answers on {len(target)} target "
@@ -150,10 +141,11 @@ def main(argv: list[str] | None = None) -> int:
     for m, d in downstream.items():
         cells = [("" if d[k] is None else f"{d[k]:.2g}") for k in ("p_vs_random", "p_vs_full", "p_policy_vs")]
         mix = " / ".join(f"{d['target_picks'][t]:.1f}" for t in families)
-        text += (f"| {m} | {d['accuracy_mean']:.3f} +- {d['accuracy_std']:.3f} | {d['useful_mean']:.2f} | {mix} | "
-                 + " | ".join(cells) + " |\n")
-    md.write_text(text)
-    print(text.split("## Downstream")[1])
+        section += (f"| {m} | {d['accuracy_mean']:.3f} +- {d['accuracy_std']:.3f} | {d['useful_mean']:.2f} | {mix} | "
+                    + " | ".join(cells) + " |\n")
+    write_results(out, {"downstream": downstream, "downstream_settings": meta},
+                  replace_section(out.with_suffix(".md"), "## Downstream", section), merge=True)
+    print(section)
     return 0
 
 

@@ -1,11 +1,12 @@
 """Time and peak memory of selection on pools of 10^5 and 10^6 examples at d = 8192 (issue 15).
 
-Run: ``nice -n 10 .venv/bin/python benchmarks/scale.py --data /work/scale-data`` (``--sizes 2000`` for a
-smoke run). Synthetic feature stores are written once under ``--data`` and reused; they are large (about
-43 GB for both sizes), so keep them out of git and CI. Each operation runs in its own Python process, which
-reports its wall time (from opening the store to the result, imports excluded) and its peak RSS
-(``VmHWM``, which counts the pages of mapped files it touched too). ``--baseline DIR`` also runs
-another checkout's code (e.g. main before this change) on the 10^5 store, for a ratio. Writes
+Run: ``nice -n 10 .venv/bin/python -m benchmarks.speed.scale --data DIR`` from the checkout root (``--sizes 2000``
+for a smoke run). Synthetic feature stores are written once under ``--data`` (default ``runs/scale-data``) and
+reused; they are large (about 43 GB for both sizes), so keep them out of git and CI. Each operation runs in its
+own Python process (this file, run as a script), which reports its wall time (from opening the store to the result,
+imports excluded) and its peak RSS (``VmHWM``, which counts the pages of mapped files it touched too).
+``--baseline DIR`` also runs another checkout's code (e.g. main before this change) on the 10^5 store, for a
+ratio. Writes
 ``benchmarks/results/scale.json`` and ``scale.md``.
 
 Stores (``a`` = SFT-style, ``b`` = GRPO-style): ``a`` holds ``grad_adam`` (and at 10^5 also ``grad``, both
@@ -29,7 +30,6 @@ from pathlib import Path
 
 import numpy as np
 
-RESULTS = Path(__file__).parent / "results"
 OPS = ("open", "less", "nice", "gradalign_sim", "feature_select", "policy")
 BASELINE_OPS = ("open", "less")
 EMB_DIM, TOPICS, VAL_ROWS, SHARD_ROWS = 384, 64, 256, 25_000
@@ -69,7 +69,7 @@ def write_store(data: Path, kind: str, n: int, dim: int) -> tuple[Path, bool]:
     root = store_path(data, kind, n)
     grad_dtype = "float32" if (kind == "a" and n <= 100_000) else "float16"
     material = {"synthetic": f"scale-{kind}", "n": n, "dim": dim, "seed": 0, "noise": "uniform"}
-    store = FeatureStore.create(root, material, {"note": "synthetic store of benchmarks/scale.py"}, grad_dtype)
+    store = FeatureStore.create(root, material, {"note": "synthetic store of benchmarks.speed.scale"}, grad_dtype)
     if store.complete:
         return store.path, True
     dirs, centres = _topics(dim, 0)
@@ -208,7 +208,9 @@ def child(op: str, data: Path, n: int, dim: int, code: Path | None, timeout: flo
 
 
 def _child(op: str, data: Path, n: int, dim: int, code: Path | None, timeout: float, threads: int) -> dict:
-    env = dict(os.environ, PYTHONPATH=str(code or Path(__file__).resolve().parents[1]), OMP_NUM_THREADS=str(threads),
+    from benchmarks.envelope import ROOT
+
+    env = dict(os.environ, PYTHONPATH=str(code or ROOT), OMP_NUM_THREADS=str(threads),
                OPENBLAS_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
     cmd = [sys.executable, str(Path(__file__).resolve()), "--child", op, "--data", str(data), "--sizes", str(n),
            "--dim", str(dim)]
@@ -252,7 +254,7 @@ def mem_available_gb() -> float:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", default="/work/scale-data", help="folder for the synthetic stores (kept)")
+    parser.add_argument("--data", default="runs/scale-data", help="folder for the synthetic stores (kept)")
     parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000], help="pool sizes")
     parser.add_argument("--dim", type=int, default=8192, help="projection dimension")
     parser.add_argument("--ops", nargs="+", default=list(OPS), choices=OPS, help="operations to measure")
@@ -263,17 +265,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1,
                         help="BLAS/torch threads per operation (scoring is memory-bound; on a shared 2-core machine "
                              "one thread ran faster than two)")
-    parser.add_argument("--out", default=str(RESULTS), help="folder for scale.json and scale.md")
+    parser.add_argument("--out", default=None, help="folder for scale.json and scale.md (default benchmarks/results)")
     parser.add_argument("--report-only", action="store_true", help="rewrite scale.md from scale.json in --out")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     data = Path(args.data)
-    if args.report_only:
-        saved = json.loads((Path(args.out) / "scale.json").read_text(encoding="utf-8"))
-        (Path(args.out) / "scale.md").write_text(report(saved["rows"], saved["meta"]), encoding="utf-8")
-        return 0
     if args.child:
         print(json.dumps(run_op(args.child, data, args.sizes[0], args.dim)))
+        return 0
+    # not imported by a child, which may run another checkout's code (--baseline)
+    from benchmarks.envelope import RESULTS, command_line, load_average, write_markdown, write_results
+
+    out = Path(args.out) if args.out else RESULTS
+    if args.report_only:
+        saved = json.loads((out / "scale.json").read_text(encoding="utf-8"))
+        write_markdown(out / "scale.md", report(saved["rows"], saved["meta"]))
         return 0
     data.mkdir(parents=True, exist_ok=True)
     stored = {}
@@ -288,7 +294,7 @@ def main(argv: list[str] | None = None) -> int:
     if "policy" in args.ops:
         train_policy(data, args.dim)
     rows = []
-    load_before = [round(x, 2) for x in os.getloadavg()]
+    load_before = load_average()
     for n in args.sizes:
         for op in args.ops:
             row = child(op, data, n, args.dim, None, args.timeout, args.threads)
@@ -306,17 +312,10 @@ def main(argv: list[str] | None = None) -> int:
                 rows.append(row)
                 print(json.dumps(row), flush=True)
     cost = fp16_cost(args.dim)
-    path = f"PYTHONPATH={os.environ['PYTHONPATH']} " if os.environ.get("PYTHONPATH") else ""
-    command = (f"cd {os.getcwd()} && {path}nice -n {os.nice(0)} {sys.executable} benchmarks/scale.py"
-               + "".join(f" {a}" for a in (argv or sys.argv[1:])))
-    meta = {"command": command, "python": platform.python_version(), "cpus": os.cpu_count(), "threads": args.threads,
-            "load_average_before": load_before,
-            "load_average": [round(x, 2) for x in os.getloadavg()], "stores": stored, "fp16": cost,
-            "goal": {"seconds": GOAL_SECONDS, "peak_rss_gb": GOAL_RSS_GB}}
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "scale.json").write_text(json.dumps({"rows": rows, "meta": meta}, indent=1) + "\n", encoding="utf-8")
-    (out / "scale.md").write_text(report(rows, meta), encoding="utf-8")
+    meta = {"command": command_line(__file__, argv), "python": platform.python_version(), "cpus": os.cpu_count(),
+            "threads": args.threads, "load_average_before": load_before, "load_average": load_average(),
+            "stores": stored, "fp16": cost, "goal": {"seconds": GOAL_SECONDS, "peak_rss_gb": GOAL_RSS_GB}}
+    write_results(out / "scale", {"rows": rows, "meta": meta}, report(rows, meta))
     return 0
 
 

@@ -1,18 +1,17 @@
 """The headline: SmolLM2 fine-tuned on 5% of a 1,000-example pool, picked by every method, against full data.
 
-Run: ``.venv/bin/python benchmarks/headline.py`` (about two hours on 2 CPU cores; both benchmarks resume where
-a killed run stopped). It runs ``configs/bench_headline.yaml`` (features from ``mini``; the default transfer
-policy, LESS, NICE, GradAlign sim, the DPO gap, random and full data) and then
-``configs/bench_headline_smollm2_proxy.yaml`` (LESS on SmolLM2's own gradients, the same pool, target halves and
+Run: ``.venv/bin/python -m benchmarks.accuracy.headline`` from the checkout root (about two hours on 2 CPU cores;
+both benchmarks resume where a killed run stopped). Its configs lie beside this file. It runs ``bench_headline.yaml``
+(features from ``mini``; the default transfer policy, LESS, NICE, GradAlign sim, the DPO gap, random and full data)
+and then ``bench_headline_smollm2_proxy.yaml`` (LESS on SmolLM2's own gradients, the same pool, target halves and
 seeds, so its runs pair with the first benchmark's random and full-data runs). ``--skip-smollm2-proxy`` leaves
 the second out; ``--report-only`` writes the results from the runs saved so far (only seeds every method has
 finished) without running anything; ``--reuse mini`` takes the first benchmark's runs from the committed
 ``headline.json`` (refused unless its config is the same, and unless its proxy weights are this machine's build
 when it recorded them) instead of running it again; ``--reuse-baselines`` takes only its random and full-data
-runs, which read no proxy, and runs the rest. A third benchmark,
-``configs/bench_headline_pool_policy.yaml``, trains the default policy's design on this very pool for each seed
-(``--skip pool_policy`` leaves it out), and a fourth, ``configs/bench_headline_pool_policy_balanced.yaml``, shares
-that policy's budget among the target's subtasks.
+runs, which read no proxy, and runs the rest. A third benchmark, ``bench_headline_pool_policy.yaml``, trains the
+default policy's design on this very pool for each seed (``--skip pool_policy`` leaves it out), and a fourth,
+``bench_headline_pool_policy_balanced.yaml``, shares that policy's budget among the target's subtasks.
 Writes ``benchmarks/results/headline.{json,md}`` and the first benchmark's two plots beside them.
 """
 
@@ -20,8 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
-import shlex
 import shutil
 import sys
 import time
@@ -29,31 +26,29 @@ from dataclasses import asdict
 from pathlib import Path
 
 import torch
-import yaml
-from machine_load import load_average, load_note
 
+from benchmarks.envelope import (
+    RESULTS,
+    ROOT,
+    command_line,
+    environment,
+    load_average,
+    load_note,
+    paired_test,
+    write_results,
+)
+from benchmarks.harness import BASELINES, HEADLINE_CONFIGS, bench_config
 from selectgym.bench.config import BenchConfig, changed_settings
 from selectgym.bench.harness import run_bench
-from selectgym.bench.report import paired_test, plot, summarise
+from selectgym.bench.report import plot, summarise
 from selectgym.data.suite import SuiteConfig
 from selectgym.proxies.models import weights_digest
 from selectgym.utils import write_json
 
-ROOT = Path(__file__).resolve().parents[1]
-CONFIGS = {"mini": ROOT / "configs" / "bench_headline.yaml",
-           "smollm2": ROOT / "configs" / "bench_headline_smollm2_proxy.yaml",
-           "pool_policy": ROOT / "configs" / "bench_headline_pool_policy.yaml",
-           "pool_policy_balanced": ROOT / "configs" / "bench_headline_pool_policy_balanced.yaml"}
+CONFIGS = HEADLINE_CONFIGS
 #: how the rows of the benchmarks after the first are told apart from its own: (label, proxy)
 LABELS = {"smollm2": ("SmolLM2 proxy", "smollm2"), "pool_policy": ("trained on this pool", "mini"),
           "pool_policy_balanced": ("trained on this pool, subtasks balanced", "mini")}
-RESULTS = Path(__file__).parent / "results"
-#: the methods that read no proxy: their runs hold for any build of it
-BASELINES = ("random", "full")
-
-
-def config(path: Path) -> BenchConfig:
-    return BenchConfig(**yaml.safe_load(Path(path).read_text()))
 
 
 def saved(cfg: BenchConfig) -> dict | None:
@@ -125,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     before, started = load_average(), time.perf_counter()
     skip = set(args.skip) | ({"smollm2"} if args.skip_smollm2_proxy else set())
-    chosen = {name: config(path) for name, path in CONFIGS.items() if name not in skip}
+    chosen = {name: bench_config(path) for name, path in CONFIGS.items() if name not in skip}
     results = {name: committed(name, cfg) for name, cfg in chosen.items() if name in args.reuse}
     if args.reuse_baselines and "mini" not in results and not args.report_only:
         seed_baselines(chosen["mini"])
@@ -150,9 +145,9 @@ def main(argv: list[str] | None = None) -> int:
     suite = SuiteConfig(seed=cfg["suite_seed"], size=cfg["suite_size"], validation_size=cfg["validation_size"])
     n_val = cfg["validation_size"] // 2 if cfg["split_target"] else cfg["validation_size"]
     report = {
-        "command": "cd /work/main && .venv/bin/python " + shlex.join(["benchmarks/headline.py", *sys.argv[1:]]),
-        "environment": f"Python {platform.python_version()}, torch {torch.__version__} ({args.threads} threads)",
-        "configs": {name: asdict(config(path)) for name, path in CONFIGS.items() if name in results},
+        "command": command_line(__file__, argv),
+        "environment": environment(args.threads),
+        "configs": {name: asdict(bench_config(path)) for name, path in CONFIGS.items() if name in results},
         "summary": rows, "costs": {name: r["costs"] for name, r in results.items()},
         "proxy_digests": {name: r.get("proxy_digest") for name, r in results.items()},
         "runs": {name: [{k: v for k, v in run.items() if k != "ids"} for run in r["runs"]]
@@ -161,7 +156,6 @@ def main(argv: list[str] | None = None) -> int:
         "seconds_this_call": round(time.perf_counter() - started, 1),
         "load_note": load_note(before, load_average()),
     }
-    write_json(RESULTS / "headline.json", report)
     for png in results["mini"]["plots"]:
         shutil.copyfile(png, RESULTS / f"headline_{Path(png).name}")
 
@@ -177,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
              f"Features from the `mini` proxy (d = {cfg['proj_dim']}); `policy` is the default transfer policy "
              "(`configs/policy_transfer.yaml`, trained with each seed on pools of other composition, never on this "
              "pool); `policy (trained on this pool)` is the same design trained for each seed on this pool "
-             f"(`configs/bench_headline_pool_policy.yaml`). {len({r['seed'] for r in main_runs})} seeds (selection "
+             f"(`{CONFIGS['pool_policy'].relative_to(ROOT)}`). {len({r['seed'] for r in main_runs})} seeds (selection "
              "and training); paired t-tests over seeds. "
              "`useful share`: clean and on-target picks (ground truth, read for measuring only).", "",
              "| method | proxy | accuracy (mean +- std) | vs random (p) | vs full (p) | useful share | select s | "
@@ -216,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
     failed = [f"{f['method']} seed {f['seed']}: {f['error']}" for fs in report["failures"].values() for f in fs]
     if failed:
         lines += ["", "Failed runs: " + "; ".join(failed) + "."]
-    (RESULTS / "headline.md").write_text("\n".join(lines) + "\n")
+    write_results(RESULTS / "headline", report, "\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0
 

@@ -1,6 +1,7 @@
 """Speed of projected per-example LoRA gradients: the LESS/DataFlex way against ours, and the batched floor.
 
-Run: ``.venv/bin/python benchmarks/features_speed.py`` (``--models tiny --n 32`` for a short run). For each model,
+Run: ``.venv/bin/python -m benchmarks.speed.features_speed`` from the checkout root (``--models tiny --n 32`` for
+a short run). For each model,
 on the same examples of the built-in suite and in one run:
 
 (a) LESS/DataFlex: one forward+backward per example (batch 1), dense Rademacher projection to ``--dim`` applied
@@ -19,8 +20,6 @@ exact batched gradients are also compared with the loop's. Writes ``--out``.json
 from __future__ import annotations
 
 import argparse
-import platform
-import shlex
 import sys
 import tempfile
 import time
@@ -28,8 +27,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from machine_load import load_average, load_note
 
+from benchmarks.envelope import command_line, environment, load_average, load_note, write_results
 from selectgym.data import load_pool
 from selectgym.data.render import collate, render_example
 from selectgym.data.suite import SuiteConfig, make_suite
@@ -37,7 +36,6 @@ from selectgym.proxies.gradients import grad_dim, length_batches, loop_per_examp
 from selectgym.proxies.lora import LoraSpec, attach_lora, lora_parameters
 from selectgym.proxies.models import load_model
 from selectgym.proxies.projection import RademacherProjector, SJLTProjector
-from selectgym.utils import atomic_path, write_json
 
 LESS_GROUP = 16
 TARGETS = {"ours_vs_less": 5.0, "floor_vs_ours": 1.3, "cosine_error": 0.05}
@@ -144,7 +142,7 @@ def bench_model(name: str, n: int, args) -> dict:
     }
 
 
-def write_markdown(path: Path, report: dict) -> None:
+def markdown(report: dict) -> str:
     lines = [
         "# Per-example gradient features: speed", "",
         f"Command: `{report['command']}`", "",
@@ -173,8 +171,7 @@ def write_markdown(path: Path, report: dict) -> None:
     t = report["targets"]
     lines += ["", f"Targets: (b)/(a) >= {t['ours_vs_less']}, (c)/(b) <= {t['floor_vs_ours']}, "
                   f"cosine error <= {t['cosine_error']}.", ""]
-    with atomic_path(path) as tmp:
-        Path(tmp).write_text("\n".join(lines))
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -192,9 +189,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     report = {
-        "command": "cd /work/main && .venv/bin/python " + shlex.join(["benchmarks/features_speed.py", *sys.argv[1:]]),
-        "environment": f"Python {platform.python_version()}, torch {torch.__version__} "
-                       f"({torch.get_num_threads()} threads), {platform.machine()}",
+        "command": command_line(__file__, argv),
+        "environment": environment(),
         "loadavg_before": load_average(),
         "dim": args.dim, "repeats": args.repeats,
         "repeats_smollm2": args.repeats_smollm2, "targets": TARGETS, "models": [],
@@ -205,8 +201,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{name}: N={n}", flush=True)
         report["models"].append(bench_model(name, n, args))
         report["loadavg_after"] = load_average()
-        write_json(out.with_suffix(".json"), report)  # after each model, so a cut-short run keeps what it has
-        write_markdown(out.with_suffix(".md"), report)
+        write_results(out, report, markdown(report))  # after each model, so a cut-short run keeps what it has
     print(out.with_suffix(".md").read_text())
     return 0
 

@@ -1,14 +1,16 @@
 """What each headline method picks: its 5% of the headline pool described by ground truth and the proxy's features.
 
-It re-runs only the selections of ``configs/bench_headline.yaml`` and ``configs/bench_headline_pool_policy.yaml``
+It re-runs only the selections of ``benchmarks/accuracy/bench_headline.yaml`` and
+``benchmarks/accuracy/bench_headline_pool_policy.yaml``
 (the same pool, target halves, features and seeds; no fine-tuning) and counts, per method, the picks by kind
 (clean and on-target, or which defect), by task family, with the mean answer length and the proxy's loss and
 length features. Ground truth is read here for measuring only. Each method's useful share is set beside the one
 ``headline.json`` recorded for its fine-tuned runs: equal shares say the table describes the picks that were
 trained on; other shares say the headline's runs were selected from other features (another build of the proxy).
 
-Run: ``.venv/bin/python benchmarks/headline_picks.py`` (a few minutes; it computes the features and trains the
-pool policies it lacks, and needs the transfer policies of ``configs/bench_headline.yaml``).
+Run: ``.venv/bin/python -m benchmarks.quality.headline_picks`` from the checkout root (a few minutes; it computes
+the features and trains the pool policies it lacks, and needs the transfer policies of
+``benchmarks/accuracy/bench_headline.yaml``).
 Writes ``benchmarks/results/headline_picks.{json,md}``.
 """
 
@@ -16,27 +18,20 @@ from __future__ import annotations
 
 import argparse
 import json
-import shlex
-import sys
 import time
 from collections import Counter
-from pathlib import Path
 
 import numpy as np
-import yaml
 
-from selectgym.bench.config import BenchConfig
+from benchmarks.envelope import RESULTS, command_line, write_results
+from benchmarks.harness import HEADLINE_CONFIGS, bench_config
 from selectgym.bench.harness import Bench
 from selectgym.data import load_pool
-from selectgym.utils import write_json
 
-ROOT = Path(__file__).resolve().parents[1]
-RESULTS = Path(__file__).parent / "results"
-#: (label, config, method)
-METHODS = [("policy (transfer)", "bench_headline.yaml", "policy"), ("less", "bench_headline.yaml", "less"),
-           ("nice", "bench_headline.yaml", "nice"), ("gradalign:sim", "bench_headline.yaml", "gradalign:sim"),
-           ("dpo_gap", "bench_headline.yaml", "dpo_gap"), ("random", "bench_headline.yaml", "random"),
-           ("policy (trained on this pool)", "bench_headline_pool_policy.yaml", "policy")]
+#: (label, the headline benchmark it comes from (a key of HEADLINE_CONFIGS), method)
+METHODS = [("policy (transfer)", "mini", "policy"), ("less", "mini", "less"), ("nice", "mini", "nice"),
+           ("gradalign:sim", "mini", "gradalign:sim"), ("dpo_gap", "mini", "dpo_gap"), ("random", "mini", "random"),
+           ("policy (trained on this pool)", "pool_policy", "policy")]
 KINDS = ("useful", "on-target wrong_answer", "on-target truncated", "on-target garbled", "on-target duplicate",
          "off-target clean", "off-target defect")
 
@@ -65,24 +60,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     args = parser.parse_args(argv)
     started = time.perf_counter()
-    benches, per = {}, {}  # config name -> (bench, pool, train table, val table), each built once
+    benches, per = {}, {}  # benchmark name -> (bench, pool, train table, val table), each built once
     for label, name, method in METHODS:
         if name not in benches:
-            bench = Bench(BenchConfig(**yaml.safe_load((ROOT / "configs" / name).read_text())), progress=True)
+            bench = Bench(bench_config(HEADLINE_CONFIGS[name]), progress=True)
             suite = bench.pools()
             benches[name] = (bench, load_pool(suite / "sft.jsonl"), *bench.features(suite))
         bench, pool, train, val = benches[name]
         per[label] = [describe(bench.select(method, 0.05, seed, train, val)[0], pool, train) for seed in args.seeds]
-    _, pool, train, _ = benches["bench_headline.yaml"]
+    _, pool, train, _ = benches["mini"]
     whole = describe(list(pool.ids), pool, train)
     headline = json.loads((RESULTS / "headline.json").read_text())
-    parts = {"bench_headline.yaml": "mini", "bench_headline_pool_policy.yaml": "pool_policy"}
-    recorded = {label: [r["useful_share"] for r in headline["runs"].get(parts[name], []) if r["method"] == method
+    recorded = {label: [r["useful_share"] for r in headline["runs"].get(name, []) if r["method"] == method
                         and r["seed"] in args.seeds] for label, name, method in METHODS}
-    out = {"command": "cd /work/main && .venv/bin/python " + shlex.join(sys.argv), "seeds": args.seeds,
+    out = {"command": command_line(__file__, argv), "seeds": args.seeds,
            "seconds": time.perf_counter() - started, "pool": whole, "methods": per,
            "headline_useful_share": {k: float(np.mean(v)) if v else None for k, v in recorded.items()}}
-    write_json(RESULTS / "headline_picks.json", out)
     families = sorted(whole["families"])
     head = ["method", *KINDS, *families, "answer chars", "proxy loss", "length", "useful share",
             "in headline.json"]
@@ -101,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
 
     lines += [row(label, ds) for label, ds in per.items()]
     lines.append(row("whole pool, scaled to 50", [whole], 50 / len(pool)))
-    (RESULTS / "headline_picks.md").write_text("\n".join(lines) + "\n")
+    write_results(RESULTS / "headline_picks", out, "\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0
 

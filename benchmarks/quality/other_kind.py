@@ -1,8 +1,8 @@
 """Does the default policy hold on a pool of another kind? HumanEval code next to off-target reasoning problems.
 
-Run after ``benchmarks/transfer.py`` or ``benchmarks/downstream.py`` (it applies the per-seed default policies
-they train): ``.venv/bin/python benchmarks/other_kind.py`` (a few minutes on 2 CPU cores; pools and features
-are cached under ``--work``).
+Run after ``benchmarks.quality.transfer`` or ``benchmarks.accuracy.downstream`` (it applies the per-seed default
+policies they train): ``.venv/bin/python -m benchmarks.quality.other_kind`` from the checkout root (a few minutes on
+2 CPU cores; pools and features are cached under ``--work``).
 
 For every seed a pool is drawn with ``selectgym.data.humaneval.humaneval_mix``: ``--validation-size``
 HumanEval problems are the target set, the other 124 are on-target examples (``--defect-rate`` of them with
@@ -16,24 +16,20 @@ t-tests. Results: ``--out``.json/.md, and the pool ``humaneval_mix`` in ``benchm
 from __future__ import annotations
 
 import argparse
-import json
-import shlex
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
-from machine_load import load_average, load_note
-from scipy.stats import ttest_rel
-from transfer import pick
-from transfer_pools import training_pools
 
+from benchmarks.envelope import command_line, load_average, load_note, paired_p, read_json, write_results
+from benchmarks.harness import pick, training_pools
 from selectgym.data import load_pool
 from selectgym.data.humaneval import humaneval_mix
 from selectgym.data.suite import DEFAULT_OFF_TARGET
 from selectgym.proxies.models import weights_digest
 from selectgym.proxies.pipeline import compute_features, load_features
-from selectgym.utils import write_json, write_jsonl
+from selectgym.utils import write_jsonl
 
 METHODS = ("policy", "less", "less_sgd", "less_minus_loss", "random")
 
@@ -70,22 +66,17 @@ def main(argv: list[str] | None = None) -> int:
             shares[method].append(float(useful[pick(method, train, val, args.budget, seed, paths)].mean()))
         print(f"seed {seed}: " + ", ".join(f"{m} {v[-1]:.2f}" for m, v in shares.items()), flush=True)
 
-    def p(a: str, b: str) -> float | None:
-        return float(ttest_rel(shares[a], shares[b]).pvalue) if len(args.seeds) > 1 else None
-
     methods = {m: {"useful_mean": float(np.mean(v)), "useful_std": float(np.std(v, ddof=1)) if len(v) > 1 else 0.0,
-                   "seeds": len(v), "p_policy_vs": None if m == "policy" else p("policy", m)}
+                   "seeds": len(v), "p_policy_vs": None if m == "policy" else paired_p(shares["policy"], v)}
                for m, v in shares.items()}
     labels = [r.meta for r in load_pool(Path(args.work) / f"s{args.seeds[0]}" / "sft.jsonl")]
     pool_share = float(np.mean([m["useful"] for m in labels]))
     n_clean = sum(m["useful"] for m in labels)
     n_defective = sum(m["on_target"] and not m["clean"] for m in labels)
-    command = "cd /work/main && .venv/bin/python " + shlex.join(["benchmarks/other_kind.py", *sys.argv[1:]])
+    command = command_line(__file__, argv)
     report = {"command": command, "seconds": round(time.perf_counter() - started, 1), "budget": args.budget,
               "pool_useful_share": pool_share, "methods": methods, "proxy_digest": weights_digest("mini"),
               "load_note": load_note(before, load_average())}
-    out = Path(args.out)
-    write_json(out.with_suffix(".json"), report)
     lines = [
         "# A pool of another kind: HumanEval code beside off-target reasoning problems", "",
         f"Command: `{command}` ({report['seconds']:.0f} s; the pools' features are cached in --work after the "
@@ -102,16 +93,16 @@ def main(argv: list[str] | None = None) -> int:
     for m, d in methods.items():
         cell = "" if d["p_policy_vs"] is None else f"{d['p_policy_vs']:.2g}"
         lines.append(f"| {m} | {d['useful_mean']:.3f} +- {d['useful_std']:.3f} | {cell} |")
-    out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    write_results(args.out, report, "\n".join(lines) + "\n")
     transfer = Path(args.transfer)
     if transfer.exists():
-        data = json.loads(transfer.read_text())
+        data = read_json(transfer)
         data.setdefault("pools", {})["humaneval_mix"] = {
             "held_out": True, "kind": "code (HumanEval) beside off-target reasoning-gym problems",
             "families": ["humaneval", *DEFAULT_OFF_TARGET],
             "methods": {m: {k: d[k] for k in ("useful_mean", "useful_std", "seeds")} for m, d in methods.items()},
             "command": command}
-        write_json(transfer, data)
+        write_results(transfer.with_suffix(""), data)
     print("\n".join(lines[-len(methods) - 2:]))
     return 0
 

@@ -1,10 +1,10 @@
 """Is the target sensitive to what it is trained on? SmolLM2 fine-tuned on 5% selections of known quality.
 
-Run: ``.venv/bin/python benchmarks/sensitivity.py`` (about an hour on 2 CPU cores).
+Run: ``.venv/bin/python -m benchmarks.accuracy.sensitivity`` from the checkout root (about an hour on 2 CPU cores).
 
 On the built-in suite (``--size`` examples, ``--validation-size`` target problems), for every seed three
 selections of ``--budget`` x size examples are drawn with that seed from the pool's ground truth (read here
-for measuring only, as an oracle no selector has):
+for measuring only, as an oracle no selector has; ``benchmarks.harness.selection``):
 
 - ``clean``: clean examples of the target families;
 - ``defective``: target-family examples with a defect (wrong answer, truncated, garbled, duplicate);
@@ -12,48 +12,32 @@ for measuring only, as an oracle no selector has):
 
 SmolLM2-135M-Instruct is fine-tuned on each with LoRA SFT (``--steps`` steps, batch ``--batch-size``, lr
 ``--lr``, the fine-tuning seed = the seed) and scored by verifier accuracy of greedy answers on the
-target problems. The result is the mean accuracy per kind, the untrained model's accuracy, and the paired
-t-test of clean vs random over seeds. It is merged into ``--out``.json under the key ``sensitivity`` and
-appended to ``--out``.md; runs are kept in ``--work`` so a killed run resumes where it stopped.
+target problems (``selectgym.bench.harness.finetune_and_score``). The result is the mean accuracy per kind, the
+untrained model's accuracy, and the paired t-test of clean vs random over seeds. It is merged into ``--out``.json
+under the key ``sensitivity`` and appended to ``--out``.md; runs are kept in ``--work`` so a killed run resumes where
+it stopped.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import shlex
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
-from machine_load import load_average, load_note
-from scipy.stats import ttest_rel
 
+from benchmarks.envelope import command_line, load_average, load_note, paired_test, replace_section, write_results
+from benchmarks.harness import KINDS, selection
+from selectgym.bench.harness import finetune_and_score
 from selectgym.data import load_pool
 from selectgym.data.suite import SuiteConfig, make_suite
 from selectgym.finetune.config import FinetuneConfig
 from selectgym.finetune.evaluate import evaluate
-from selectgym.finetune.train import train
 from selectgym.proxies.models import load_model
 from selectgym.utils import write_json
-
-KINDS = ("clean", "defective", "random")
-
-
-def selection(pool, kind: str, n: int, seed: int) -> list[str]:
-    """``n`` ids of one kind, drawn with ``seed`` (ground truth read for measuring only)."""
-    rng = np.random.default_rng([seed, KINDS.index(kind)])
-    if kind == "clean":
-        ids = [ex.id for ex in pool if ex.meta["on_target"] and ex.meta["clean"]]
-    elif kind == "defective":
-        ids = [ex.id for ex in pool if ex.meta["on_target"] and not ex.meta["clean"]]
-    else:
-        ids = list(pool.ids)
-    if len(ids) < n:
-        raise SystemExit(f"only {len(ids)} {kind} examples in the pool, {n} needed: raise --size")
-    return [ids[i] for i in sorted(rng.choice(len(ids), n, replace=False))]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -98,15 +82,14 @@ def main(argv: list[str] | None = None) -> int:
             t0 = time.perf_counter()
             cfg = FinetuneConfig(method="sft", model=args.target, seed=seed, lr=args.lr, max_steps=args.steps,
                                  batch_size=args.batch_size, output_dir=str(work / "ft" / key))
-            result = train(cfg, pool.subset(selection(pool, kind, n, seed)))
-            metrics = evaluate(result.model, result.tokenizer, val, max_new_tokens=args.max_new_tokens)
-            runs[key] = {**metrics, "seconds": time.perf_counter() - t0}
+            scored = finetune_and_score(cfg, pool, selection(pool, kind, n, seed), val, args.max_new_tokens)
+            runs[key] = {**scored, "seconds": time.perf_counter() - t0}
             write_json(done_path, runs)
-            print(f"{key}: accuracy {metrics['accuracy']:.3f} ({runs[key]['seconds']:.0f} s)", flush=True)
+            print(f"{key}: accuracy {scored['accuracy']:.3f} ({runs[key]['seconds']:.0f} s)", flush=True)
 
     acc = {k: np.array([runs[f"{k}-{s}"]["accuracy"] for s in args.seeds]) for k in KINDS}
-    p = float(ttest_rel(acc["clean"], acc["random"]).pvalue) if len(args.seeds) > 1 else float("nan")
-    p_bad = float(ttest_rel(acc["clean"], acc["defective"]).pvalue) if len(args.seeds) > 1 else float("nan")
+    p = paired_test(acc["clean"], acc["random"])[1]  # nan with one seed
+    p_bad = paired_test(acc["clean"], acc["defective"])[1]
     result = {"clean": float(acc["clean"].mean()), "defective": float(acc["defective"].mean()),
               "random": float(acc["random"].mean()), "p_clean_vs_random": p, "p_clean_vs_defective": p_bad,
               "seeds": len(args.seeds),
@@ -115,20 +98,15 @@ def main(argv: list[str] | None = None) -> int:
               "per_seed": {k: v.tolist() for k, v in acc.items()},
               "settings": {"target": args.target, "pool": len(pool), "steps": args.steps,
                            "batch_size": args.batch_size, "lr": args.lr, "suite_seed": args.suite_seed},
-              "command": "cd /work/main && .venv/bin/python " + shlex.join(["benchmarks/sensitivity.py",
-                                                                             *sys.argv[1:]]),
+              "command": command_line(__file__, argv),
               "seconds": round(sum(r.get("seconds", 0.0) for r in runs.values()), 1)}  # the runs' own, cached or not
     result["load_note"] = load_note(before, load_average())
     restored = sorted(k for k, r in runs.items() if r.get("restored") or "source" in r)
     if restored:  # runs whose accuracy was carried over from an earlier results file (same selection and training)
         result["restored_runs"] = restored
     out = Path(args.out)
-    previous = json.loads(out.with_suffix(".json").read_text()) if out.with_suffix(".json").exists() else {}
-    write_json(out.with_suffix(".json"), {**previous, "sensitivity": result})
-    md = out.with_suffix(".md")
-    text = md.read_text().split("\n## Target sensitivity")[0].rstrip("\n") if md.exists() else ""
     sd = result["std"]
-    text += (f"\n\n## Target sensitivity\n\nCommand: `{result['command']}` ({result['seconds']:.0f} s). "
+    section = (f"## Target sensitivity\n\nCommand: `{result['command']}` ({result['seconds']:.0f} s). "
              f"{result['load_note']}\n\n"
              f"{args.target} fine-tuned with LoRA SFT ({args.steps} steps, batch {args.batch_size}, lr {args.lr}) on "
              f"{n} examples ({args.budget:.0%} of a {len(pool)}-example suite) of each kind, drawn from the pool's "
@@ -143,8 +121,9 @@ def main(argv: list[str] | None = None) -> int:
              + ("Clean beats random at the 1% level." if p < 0.01 else
                 f"Clean beats random by {result['clean'] - result['random']:+.3f} but p = {p:.2g} is above the 1% "
                 "the target was expected to reach: 5 seeds of 30 examples are noisy at this size.") + "\n")
-    md.write_text(text)
-    print(text.split("## Target sensitivity")[1])
+    text = replace_section(out.with_suffix(".md"), "## Target sensitivity", section)
+    write_results(out, {"sensitivity": result}, text, merge=True)
+    print(section)
     return 0
 
 

@@ -9,17 +9,18 @@ is the default build that ``load_model("mini")`` uses) it
 2. trains the default transfer policy with seeds 0-4 on that build's features, exactly as
    ``selectgym train-agent --config configs/policy_transfer.yaml --seed S`` does with the pools' proxy set to
    that build,
-3. runs the headline's ``mini`` benchmark (``configs/bench_headline.yaml``: the same pool, target halves, budget,
-   fine-tuning and seeds) for the methods that read the proxy (``--methods``, default the policy and LESS).
+3. runs the headline's ``mini`` benchmark (``bench_headline.yaml`` beside this file: the same pool, target halves,
+   budget, fine-tuning and seeds) for the methods that read the proxy (``--methods``, default the policy and LESS).
 
 Random and full data read no proxy, so one set of their runs pairs with every build. They come from the
 committed ``headline.json``, after random is rerun here and must give the same accuracies: the check that
 SmolLM2's fine-tuning on this CPU matches the machine that made them (``--run-full`` reruns full data instead,
 about 40 minutes). Paired t-tests over (build, seed) pairs, and over per-build means.
 
-Run: ``.venv/bin/python benchmarks/builds.py`` (on 2 CPU cores about 25 minutes per pretrained build and 12 for
-random; a killed run resumes where it stopped). Writes ``benchmarks/results/builds.{json,md}``; the results
-file's "What it says" is written by hand.
+Run: ``.venv/bin/python -m benchmarks.accuracy.builds`` from the checkout root (on 2 CPU cores about 25 minutes per
+pretrained build and 12 for random; a killed run resumes where it stopped; ``--reuse-committed`` runs nothing and
+writes the report again from the committed runs, in seconds). Writes ``benchmarks/results/builds.{json,md}``; the
+results file's "What it says" is written by hand.
 """
 
 from __future__ import annotations
@@ -27,8 +28,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import platform
-import shlex
 import sys
 import tempfile
 import time
@@ -37,19 +36,24 @@ from pathlib import Path
 import numpy as np
 import torch
 import yaml
-from headline import BASELINES, CONFIGS, RESULTS, config
-from machine_load import load_average, load_note
 
+from benchmarks.envelope import (
+    RESULTS,
+    ROOT,
+    command_line,
+    environment,
+    load_average,
+    load_note,
+    paired_test,
+    write_results,
+)
+from benchmarks.harness import BASELINES, HEADLINE_CONFIGS, POLICY_CONFIG, bench_config
 from selectgym.bench.harness import run_bench
-from selectgym.bench.report import paired_test
 from selectgym.cli import main as cli
 from selectgym.proxies.mini import MINI_NAME, MiniConfig, mini_dir
 from selectgym.proxies.models import weights_digest
-from selectgym.utils import write_json
 
-ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "runs" / "builds"
-POLICY_CONFIG = ROOT / "configs" / "policy_transfer.yaml"
 
 
 def proxy_of(build: int) -> str:
@@ -83,7 +87,7 @@ def train_policies(build: int, proxy: str, seeds: list[int]) -> dict[int, float]
 def baselines(run_full: bool) -> tuple[list[dict], dict]:
     """Random (run here) and full-data runs (committed, unless ``run_full``), and how random compares with the
     committed runs of the same seeds."""
-    base = config(CONFIGS["mini"])
+    base = bench_config(HEADLINE_CONFIGS["mini"])
     methods = ["random"] + (["full"] if run_full else [])
     cfg = dataclasses.replace(base, methods=methods, out=str(OUT / "baselines"), policy_path=None)
     runs = [r for r in run_bench(cfg)["runs"] if r["method"] in methods]
@@ -101,7 +105,7 @@ def baselines(run_full: bool) -> tuple[list[dict], dict]:
 
 
 def build_runs(build: int, proxy: str, methods: list[str]) -> dict:
-    base = config(CONFIGS["mini"])
+    base = bench_config(HEADLINE_CONFIGS["mini"])
     cfg = dataclasses.replace(base, methods=methods, proxy=proxy, out=str(OUT / f"build-{build}" / "bench"),
                               policy_path=str(OUT / f"build-{build}" / "policies" / "policy-s{seed}.zip"))
     return run_bench(cfg)
@@ -135,19 +139,49 @@ def pool(build_runs: dict[int, list[dict]], base_runs: list[dict], methods: list
     return pooled
 
 
+def committed_builds(wanted: list[int], methods: list[str]) -> tuple[list[dict], dict, dict]:
+    """The committed runs, reassembled: the default build's are the headline's `mini` runs (the same benchmark and
+    policies on the same build; refused unless that build is the shipped one), the other builds' and the
+    baselines' come from builds.json."""
+    saved = json.loads((RESULTS / "builds.json").read_text())
+    headline = json.loads((RESULTS / "headline.json").read_text())
+    shipped = weights_digest(MINI_NAME)
+    if headline["proxy_digests"]["mini"] != shipped:
+        raise SystemExit(f"error: the committed headline's mini runs are of build {headline['proxy_digests']['mini']}, "
+                         f"not the shipped {shipped}; run the default build here instead of --reuse-committed")
+    builds = {}
+    for b in wanted:
+        if b == MiniConfig().seed:
+            builds[b] = {"proxy": MINI_NAME, "digest": shipped, "policy_train_seconds": {},
+                         "source": "headline.json (runs.mini)",
+                         "runs": [{k: v for k, v in r.items() if k != "ids"} for r in headline["runs"]["mini"]
+                                  if r["method"] in methods]}
+        elif str(b) in saved["builds"]:
+            builds[b] = {**saved["builds"][str(b)], "source": "builds.json"}
+        else:
+            raise SystemExit(f"error: build {b} has no committed runs; run it without --reuse-committed")
+    return saved["baselines"], saved["baseline_check"], builds
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--builds", type=int, nargs="+", default=[0, 1, 2], help="MiniConfig seeds (0: the default)")
     parser.add_argument("--methods", nargs="+", default=["policy", "less"], help="methods that read the proxy")
     parser.add_argument("--run-full", action="store_true", help="rerun full data here instead of reusing it")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--reuse-committed", action="store_true", help="run nothing: take the default build's runs "
+                        "from the committed headline.json (which must be of the shipped mini) and the other builds' "
+                        "and the baselines' runs from the committed builds.json, and write the report again")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     before, started = load_average(), time.perf_counter()
-    seeds = config(CONFIGS["mini"]).seeds
-    base_runs, check = baselines(args.run_full)
-    builds = {}
-    for b in args.builds:
+    seeds = bench_config(HEADLINE_CONFIGS["mini"]).seeds
+    if args.reuse_committed:
+        base_runs, check, builds = committed_builds(args.builds, args.methods)
+    else:
+        base_runs, check = baselines(args.run_full)
+        builds = {}
+    for b in [] if args.reuse_committed else args.builds:
         proxy = proxy_of(b)
         train_s = train_policies(b, proxy, seeds)
         result = build_runs(b, proxy, args.methods)
@@ -169,22 +203,24 @@ def main(argv: list[str] | None = None) -> int:
     for b, info in builds.items():
         rows += [table_row(f"{b} ({info['digest']})", info["runs"], m) for m in args.methods]
     pooled = pool({b: info["runs"] for b, info in builds.items()}, base_runs, args.methods)
-    report = {"command": "cd /work/main && .venv/bin/python " + shlex.join(["benchmarks/builds.py", *sys.argv[1:]]),
-              "environment": f"Python {platform.python_version()}, torch {torch.__version__} ({args.threads} "
-                             f"threads), {platform.processor() or platform.machine()}",
+    report = {"command": command_line(__file__, argv), "environment": environment(args.threads),
               "baseline_check": check, "baselines": base_runs, "builds": builds, "rows": rows, "pooled": pooled,
               "seconds_this_call": round(time.perf_counter() - started, 1),
               "load_note": load_note(before, load_average())}
-    write_json(RESULTS / "builds.json", report)
     lines = ["# The headline on several builds of `mini`", "",
              f"Command: `{report['command']}`. {report['environment']}, no GPU. {report['load_note']}", "",
-             "Setup: the headline's `mini` benchmark (`configs/bench_headline.yaml`: SmolLM2 fine-tuned with LoRA on "
+             f"Setup: the headline's `mini` benchmark (`{HEADLINE_CONFIGS['mini'].relative_to(ROOT)}`: SmolLM2 "
+             "fine-tuned with LoRA on "
              "5% of the 1,000-example suite, scored on 200 held-out target problems, seeds "
              f"{seeds}) with `mini` pretrained from each build seed (`MiniConfig.seed`), and the default policy "
              "trained for each seed on that build's features. Random and full data read no proxy: one set of runs "
              "pairs with every build. "
              + ("Random was rerun here and matched the committed headline's runs exactly, so its full-data runs are "
-                "reused." if check["reproduced"] and not args.run_full else "Random and full data ran here."), "",
+                "reused." if check["reproduced"] and not args.run_full else "Random and full data ran here.")
+             + (" This report reassembles committed runs (nothing was rerun): the default build, the `mini` that "
+                f"ships with selectgym ({weights_digest(MINI_NAME)}), is the headline's `mini` benchmark, the same "
+                "benchmark and policies on the same build; the other builds and the baselines are the earlier "
+                "builds run's." if args.reuse_committed else ""), "",
              "| build (digest) | method | accuracy (mean +- std) | vs random (p) | vs full (p) | useful share |",
              "|---|---|---:|---:|---:|---:|"]
     for r in rows:
@@ -200,9 +236,9 @@ def main(argv: list[str] | None = None) -> int:
                 lines.append(f"| {m} | {d['mean']:.3f} | {other[3:]} | {v['diff']:+.3f} | {cell(v['p_pairs'], 3)} | "
                              f"{cell(v['p_build_means'], 2)} |")
     lines += ["", "Policy training seconds per build (new policies only): "
-              + "; ".join(f"build {b}: {sum(i['policy_train_seconds'].values()):.0f} s" for b, i in builds.items())
-              + "."]
-    (RESULTS / "builds.md").write_text("\n".join(lines) + "\n")
+              + "; ".join(f"build {b}: {sum(i['policy_train_seconds'].values()):.0f} s" for b, i in builds.items()
+                          if i["policy_train_seconds"]) + "."]
+    write_results(RESULTS / "builds", report, "\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0
 

@@ -1,12 +1,12 @@
 """Does a learned policy carry over to pools of task families it never saw, and does it beat LESS?
 
-Run: ``.venv/bin/python benchmarks/transfer.py`` (about 30 minutes on 2 CPU cores; pools and features are
-cached under ``--work``, so a rerun or a killed run reuses them).
+Run: ``.venv/bin/python -m benchmarks.quality.transfer`` from the checkout root (about 30 minutes on 2 CPU cores;
+pools and features are cached under ``--work``, so a rerun or a killed run reuses them).
 
 1. **Pools**: the training pools of ``configs/policy_transfer.yaml`` (drawn from half of the 16 families
    ``mini`` knows, with random families, target shares, defect rates and sizes: domain randomisation) and
-   four evaluation pools drawn once per seed (``transfer_pools.py``): ``suite`` (training families) and three
-   held-out pools whose families all lie in the other half. Features from ``mini`` (LoRA gradients, loss,
+   four evaluation pools drawn once per seed (``benchmarks.harness.EVAL_POOLS``): ``suite`` (training families) and
+   three held-out pools whose families all lie in the other half. Features from ``mini`` (LoRA gradients, loss,
    length, embedding, DPO gap) aligned to one half of each target set (``val_a``).
 2. **Grounded reward study**: on every training pool, ``--updates`` random batches of 8 really train the
    proxy's LoRA (3 AdamW steps) and the drop of its loss on the *other* half of the target set (``val_b``)
@@ -35,28 +35,30 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import platform
-import shlex
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
-from machine_load import load_average, load_note
-from scipy.stats import spearmanr, ttest_rel
-from transfer_pools import EVAL_POOLS, HELD_OUT_FAMILIES, TRAIN_FAMILIES, policy_config, training_pools
+from scipy.stats import spearmanr
 
-from selectgym.agents.apply import apply_policy
-from selectgym.agents.config import AgentConfig
+from benchmarks.envelope import (
+    command_line,
+    environment,
+    load_average,
+    load_note,
+    paired_test,
+    read_json,
+    section_of,
+    write_results,
+)
+from benchmarks.harness import EVAL_POOLS, HELD_OUT_FAMILIES, TRAIN_FAMILIES, pick, train_policies, training_pools
 from selectgym.agents.pools import build_pool, build_pools
-from selectgym.agents.train import train_agent
-from selectgym.budget import resolve_budget
 from selectgym.data import load_pool
 from selectgym.envs.rewards import ProxyReward
 from selectgym.envs.summaries import example_matrix, zscore
 from selectgym.proxies.models import weights_digest
-from selectgym.selectors import get_selector
 from selectgym.utils import write_json
 
 log = logging.getLogger("transfer")
@@ -121,85 +123,12 @@ def fit_reward(studies: list[dict]) -> dict:
     }
 
 
-# -- 3. policies -----------------------------------------------------------------------------------------------
+# -- 3. policies (trained by benchmarks.harness.train_policies; 4. scoring: benchmarks.harness.pick) ----------
 def training_seconds(folder: Path, name: str, seeds: list[int]) -> float | None:
     """Mean training seconds of a policy over the seeds this benchmark trained it for; None when every one was
     trained elsewhere (``selectgym train-agent`` writes the same policy without a timing file)."""
     timed = [float(p.read_text()) for s in seeds if (p := folder / f"{name}-s{s}.seconds").exists()]
     return float(np.mean(timed)) if timed else None
-
-
-def train_policies(triples: list[tuple], weights: dict | None, budget: float, seed: int, out: Path,
-                   only: tuple[str, ...] | None = None) -> dict[str, Path]:
-    """The default policy as the documented command trains it (agent seed ``seed``), its lever variants, and the
-    cluster baselines (``only``: just these)."""
-    settings = {k: v for k, v in policy_config().items() if k != "training_pools"}
-    base = {**settings, "budget": budget, "progress_bar": False, "eval_freq": 0, "seed": seed}
-    largest = max(range(len(triples)), key=lambda i: len(triples[i][0]))
-    variants = {
-        "policy": (base, triples),
-        "policy_mean_alignment": ({**base, "alignment_target": "mean"}, triples),
-        "policy_with_loss": ({**base, "observe": ["alignment", "loss"]}, triples),
-        "policy_with_loss_length": ({**base, "observe": ["alignment", "loss", "length"]}, triples),
-        "policy_all_features": ({**base, "observe": None}, triples),
-        "policy_one_pool": (base, [triples[largest]]),
-        "policy_learned": ({**base, "reward": "learned", "reward_kwargs": {"weights": weights}}, triples),
-    }
-    paths = {}
-    for name, (kwargs, pools) in variants.items():
-        if only is not None and name not in only:
-            continue
-        path = out / f"{name}-s{seed}.zip"
-        if not path.exists():
-            started = time.perf_counter()
-            (train, val, reward_val), rest = pools[0], pools[1:]
-            train_agent(AgentConfig(**kwargs), train, val, out=path, pools=rest, reward_val_table=reward_val)
-            path.with_suffix(".seconds").write_text(f"{time.perf_counter() - started:.1f}")
-        paths[name] = path
-    train, val, _ = triples[largest]
-    for name, env_id, algo in (("feature_select", "selectgym/FeatureSelect-v0", "ppo"),
-                               ("cluster_select", "selectgym/ClusterSelect-v0", "maskable_ppo")):
-        if only is not None and name not in only:
-            continue
-        path = out / f"{name}-s{seed}.zip"
-        if not path.exists():
-            train_agent(AgentConfig(env_id=env_id, algo=algo, timesteps=10_000, budget=budget, eval_freq=0,
-                                    progress_bar=False, seed=seed), train, val, out=path)
-        paths[name] = path
-    return paths
-
-
-# -- 4. scoring ------------------------------------------------------------------------------------------------
-def pick(method: str, train, val, budget: float, seed: int, paths: dict[str, Path],
-         subtasks: list[str] | None = None) -> list[int]:
-    """Rows ``method`` selects (policies are applied like ``selectgym select --policy``). A ``_balanced`` method
-    shares the budget among the target's subtasks (``subtasks``: one label per row of ``val``)."""
-    k = resolve_budget(budget, len(train))
-    rng = np.random.default_rng(seed)
-    balanced = method.endswith("_balanced")
-    method = method.removesuffix("_balanced")
-    if balanced and subtasks is None:
-        raise ValueError(f"{method}_balanced needs the target's subtask labels")
-    index = {i: n for n, i in enumerate(train.ids)}
-    if method in paths:
-        sel = apply_policy(paths[method], budget=budget, seed=seed, table=train, val_table=val,
-                           subtasks=subtasks if balanced else None)
-        return [index[i] for i in sel.ids]
-    if method == "random":
-        return list(rng.choice(len(train), k, replace=False))
-    gradient = "sgd" if method.startswith("less_sgd") else "adam"
-    if balanced:
-        if method not in ("less", "less_sgd"):
-            raise ValueError(f"no balanced form of {method}")
-        sel = get_selector("less", gradient_type=gradient, subtasks=subtasks, balance=True).select(train, val, k, seed)
-        return [index[i] for i in sel.ids]
-    if method.startswith("less"):
-        score = get_selector("less", gradient_type=gradient).score(train, val, rng)
-        if method.endswith("minus_loss"):
-            score = zscore(score, None) - zscore(np.asarray(train.get("loss"), dtype=np.float64), None)
-    else:
-        score = get_selector(method).score(train, val, rng)
-    return list(np.argsort(-score, kind="stable")[:k])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -244,9 +173,7 @@ def main(argv: list[str] | None = None) -> int:
             useful.setdefault(name, {}).setdefault(method, []).append(float(flags[rows].mean()))
         print(name, seed, {m: round(v[-1], 2) for m, v in useful[name].items()}, flush=True)
 
-    report = {"pools": {}, "command": "cd /work/main && .venv/bin/python " + shlex.join(["benchmarks/transfer.py",
-                                                                                          *sys.argv[1:]]),
-              "environment": f"Python {platform.python_version()}, torch {torch.__version__}",
+    report = {"pools": {}, "command": command_line(__file__, argv), "environment": environment(args.threads),
               "proxy_digest": weights_digest("mini"),
               "budget": args.budget, "train_families": sorted(TRAIN_FAMILIES),
               "held_out_families": sorted(HELD_OUT_FAMILIES),
@@ -265,24 +192,24 @@ def main(argv: list[str] | None = None) -> int:
     pol = np.concatenate([useful[p]["policy"] for p in held])
     report["held_out_summary"] = {
         m: {"held_out_mean": float(np.concatenate([useful[p][m] for p in held]).mean()),
-            "p_policy_vs": None if m == "policy" else float(ttest_rel(pol, np.concatenate([useful[p][m]
-                                                                                           for p in held])).pvalue)}
+            "p_policy_vs": None if m == "policy" else paired_test(pol, np.concatenate([useful[p][m]
+                                                                                       for p in held]))[1]}
         for m in METHODS}
     report["seconds"] = round(time.perf_counter() - started, 1)
     report["load_note"] = load_note(before, load_average())
     out = Path(args.out)
-    previous = json.loads(out.with_suffix(".json").read_text()) if out.with_suffix(".json").exists() else {}
-    # pools scored by other benchmarks (other_kind.py's humaneval_mix) stay
+    previous = read_json(out)
+    # pools scored by other benchmarks (benchmarks.quality.other_kind's humaneval_mix) stay
     report["pools"] = {**{k: v for k, v in previous.get("pools", {}).items() if "command" in v}, **report["pools"]}
-    write_json(out.with_suffix(".json"), {**previous, **report})
-    write_markdown(out.with_suffix(".md"), {**previous, **report})
-    print(out.with_suffix(".md").read_text())
+    # the downstream section that benchmarks.accuracy.downstream writes is kept
+    text = markdown({**previous, **report}) + section_of(out.with_suffix(".md"), "## Downstream")
+    write_results(out, report, text, merge=True)
+    print(text)
     return 0
 
 
-def write_markdown(path: Path, report: dict) -> None:
-    """The transfer tables; the downstream section that ``downstream.py`` appends is kept."""
-    kept = path.read_text().partition("\n## Downstream")[1:] if path.exists() else ("", "")
+def markdown(report: dict) -> str:
+    """The transfer tables."""
     lines = ["# Transfer: does a learned policy carry over to families it never saw?", "",
              f"Command: `{report['command']}` ({report['seconds']:.0f} s with cached pools). "
              f"{report['environment']}. {report['load_note']}", "",
@@ -315,7 +242,7 @@ def write_markdown(path: Path, report: dict) -> None:
     lines += [f"| batch share of useful examples (ground truth) | {st['spearman_drop_vs_useful_share']:+.2f} |",
               f"| `learned` ridge model, pools it was not fitted on | {st['learned_spearman_held_out_pools']:+.2f} |",
               "", "Learned weights: " + ", ".join(f"`{k}` {v:+.3f}" for k, v in st["learned_weights"].items()) + "."]
-    path.write_text("\n".join(lines) + "\n" + "".join(kept))
+    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":

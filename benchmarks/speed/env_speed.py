@@ -1,8 +1,8 @@
 """Speed of the selection envs: raw steps/s per reward, env-steps/s inside PPO training, seconds per proxy step,
 and seconds to apply an ExampleSelect policy to a large pool.
 
-Run: ``.venv/bin/python benchmarks/env_speed.py`` (``--quick`` for a short smoke run). Writes
-benchmarks/results/env_speed.json and .md. Ratios compare against the ``none`` reward (the env's own cost)
+Run: ``.venv/bin/python -m benchmarks.speed.env_speed`` from the checkout root (``--quick`` for a short smoke run).
+Writes benchmarks/results/env_speed.json and .md. Ratios compare against the ``none`` reward (the env's own cost)
 measured in the same run; the PPO figure is checked against the 5,000 env-steps/s target.
 """
 
@@ -21,17 +21,15 @@ from pathlib import Path
 import gymnasium as gym
 import numpy as np
 import torch
-from machine_load import load_average, load_note
 
+from benchmarks.envelope import RESULTS, command_line, load_average, load_note, write_results
 from selectgym.agents import AgentConfig
 from selectgym.agents.apply import FULL_PASSES, greedy_in_blocks
 from selectgym.agents.policy_file import load_policy
 from selectgym.agents.train import build_agent, make_vec_env, preserved_global_rngs, train_agent
 from selectgym.envs import EXAMPLE_SELECT, FEATURE_SELECT
 from selectgym.proxies.table import FeatureTable
-from selectgym.utils import write_json
 
-RESULTS = Path(__file__).parent / "results"
 log = logging.getLogger("env_speed")
 PPO_TARGET = 5_000
 #: env-steps/s the grounded reward must allow inside PPO training (the transfer issue's goal)
@@ -188,8 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     print(header)
     for r in rows:
         print(f"{r['setup']:<92} {r['value']:>12.4g} {r['unit']:<12} {r['ratio']:>10.3g}")
-    command = "cd /work/main && .venv/bin/python benchmarks/env_speed.py" + "".join(f" {a}" for a in (argv or
-                                                                                                        sys.argv[1:]))
+    command = command_line(__file__, argv)
     meta = {"command": command, "python": platform.python_version(), "torch": torch.__version__,
             "torch_threads": torch.get_num_threads(), "machine": platform.machine(), "quick": args.quick,
             "load_before": load_before, "load_after": load_average(),
@@ -197,7 +194,6 @@ def main(argv: list[str] | None = None) -> int:
                     "steps fit in one proxy step."}
     meta["note"] += " " + load_note(meta["load_before"], meta["load_after"])
     out = Path(args.out)
-    write_json(out / "env_speed.json", {"meta": meta, "rows": rows, "apply": applies})
     lines = ["# Selection env speed", "", f"Command: `{command}`", "",
              f"Python {meta['python']}, torch {meta['torch']} ({meta['torch_threads']} threads), {meta['machine']}. "
              + meta["note"], "", "| setup | value | unit | x baseline |", "|---|---:|---|---:|"]
@@ -212,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
     lines += [f"| {a['n']:,} | {a['budget']:,} | {a['exact_s']:.2f} | {a['blocks_s']:.2f} | {a['speedup']:.1f}x | "
               f"{a['overlap']:.1%} |" if "exact_s" in a else
               f"| {a['n']:,} | {a['budget']:,} | not run | {a['blocks_s']:.2f} | | |" for a in applies]
-    (out / "env_speed.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    write_results(out / "env_speed", {"meta": meta, "rows": rows, "apply": applies}, "\n".join(lines) + "\n")
     print(json.dumps({"ppo_meets_target": ppo >= PPO_TARGET}))
     return 0
 

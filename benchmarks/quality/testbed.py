@@ -1,6 +1,7 @@
 """Does the proxy know the task world? The ``mini`` proxy measured on the built-in suite, SmolLM2 beside it.
 
-Run: ``.venv/bin/python benchmarks/testbed.py`` (builds ``mini`` into ``$SELECTGYM_CACHE`` on first use).
+Run: ``.venv/bin/python -m benchmarks.quality.testbed`` from the checkout root (builds ``mini`` into
+``$SELECTGYM_CACHE`` on first use unless the shipped one is there).
 On the suite drawn with ``--seed``/``--size``/``--validation-size``:
 
 - ``loss_auc``: ROC-AUC of the proxy's response loss (token-mean NLL, ``selectgym.proxies.warmup.sft_losses``)
@@ -18,15 +19,14 @@ The suite's small problems (one digit, two terms) are few, so the proxy's pretra
 them verbatim; the AUC and the pass rate are also reported on the examples and problems it never saw.
 
 Ground-truth labels (``meta.defect``, ``meta.on_target``) are read here for measuring only. Results are
-merged into ``--out``.json (keys other benchmarks wrote there are kept) and written as ``--out``.md.
+merged into ``--out``.json (keys other benchmarks wrote there are kept) and written as ``--out``.md, whose
+``## Target sensitivity`` section (``benchmarks.accuracy.sensitivity``) is kept.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import platform
-import shlex
 import sys
 import tempfile
 import time
@@ -34,19 +34,18 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from machine_load import load_average, load_note
 from sklearn.metrics import roc_auc_score
 
+from benchmarks.envelope import command_line, environment, load_average, load_note, section_of, write_results
 from selectgym.data import load_pool
 from selectgym.data.suite import SuiteConfig, make_suite
 from selectgym.proxies.gradients import sft_grads
 from selectgym.proxies.lora import LoraSpec, attach_lora, lora_parameters
 from selectgym.proxies.mini import MiniConfig, corpus
-from selectgym.proxies.models import load_model
+from selectgym.proxies.models import load_model, weights_digest
 from selectgym.proxies.rewards import VerifierReward
 from selectgym.proxies.rollouts import TransformersGenerator
 from selectgym.proxies.warmup import sft_losses
-from selectgym.utils import atomic_path, write_json
 
 CONTENT_DEFECTS = ("wrong_answer", "truncated", "garbled")
 GOALS = {"loss_auc": ">= 0.8", "pass_rate": "in [0.1, 0.9]", "mixed_reward_share": ">= 0.3", "cost_ratio": ">= 10",
@@ -129,11 +128,12 @@ def seconds_per_example(model, tok, examples, batch_size: int, max_length: int) 
     return (time.perf_counter() - started) / len(examples)
 
 
-def write_markdown(path: Path, report: dict) -> None:
+def markdown(report: dict) -> str:
     lines = ["# Testbed: does the proxy know the task world?", "",
              f"Command: `{report['command']}`", "",
              f"{report['environment']}. {report['load_note']}", "",
-             f"Proxy `{report['proxy']}`: {report['proxy_parameters']:,} parameters, built in "
+             f"Proxy `{report['proxy']}` (weights digest {report.get('proxy_digest')}): "
+             f"{report['proxy_parameters']:,} parameters, built in "
              f"{report['build_seconds']:.0f} s ({report['build_threads']} thread(s)). "
              f"Suite: seed {report['suite']['seed']}, "
              f"{report['suite']['size']} pool examples, {report['suite']['validation_size']} target validation "
@@ -178,8 +178,7 @@ def write_markdown(path: Path, report: dict) -> None:
               "(`sft_losses`, the `loss` feature without warm-up). Cost: `sft_grads` (the `grad` feature's forward and "
               "backward, no projection), LoRA r=8 on all linear layers, batches of 8, the same on-target examples for "
               "both models.", ""]
-    with atomic_path(path) as tmp:
-        Path(tmp).write_text("\n".join(lines))
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -215,10 +214,10 @@ def main(argv: list[str] | None = None) -> int:
     config = MiniConfig(**build["config"])
     seen = {q for q, _ in corpus(config, config.steps * config.batch_size)}
     report = {
-        "command": "cd /work/main && .venv/bin/python " + shlex.join(["benchmarks/testbed.py", *sys.argv[1:]]),
-        "environment": f"Python {platform.python_version()}, torch {torch.__version__} "
-                       f"({torch.get_num_threads()} thread(s)), {platform.machine()}",
+        "command": command_line(__file__, argv),
+        "environment": environment(),
         "proxy": args.proxy, "proxy_parameters": sum(p.numel() for p in model.parameters()),
+        "proxy_digest": weights_digest(args.proxy),
         "build_seconds": build["seconds"]["total"], "build_threads": build["seconds"].get("threads"),
         "suite": {"seed": args.seed, "size": args.size, "validation_size": args.validation_size}, "goals": GOALS,
     }
@@ -250,10 +249,9 @@ def main(argv: list[str] | None = None) -> int:
     report["loadavg_before"], report["loadavg_after"] = before, load_average()
     report["load_note"] = load_note(before, report["loadavg_after"])
     out = Path(args.out)
-    previous = json.loads(out.with_suffix(".json").read_text()) if out.with_suffix(".json").exists() else {}
-    write_json(out.with_suffix(".json"), {**previous, **report})
-    write_markdown(out.with_suffix(".md"), report)
-    print(out.with_suffix(".md").read_text())
+    text = markdown(report) + section_of(out.with_suffix(".md"), "## Target sensitivity")
+    write_results(out, report, text, merge=True)
+    print(text)
     return 0
 
 

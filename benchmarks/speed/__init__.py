@@ -1,0 +1,1 @@
+"""Benchmarks of speed: seconds and peak memory of features, envs and selection."""
