@@ -61,6 +61,14 @@ def method_needs(method: str) -> list[str]:
     return [] if name == FULL else list(selector_class(name).needs)
 
 
+def method_reads(method: str) -> list[str]:
+    """The on-demand features ``method``'s selector reads (``Selector.reads``), computed only when it runs."""
+    from selectgym.selectors import selector_class
+
+    name = method.partition(":")[0]
+    return [] if name == FULL else list(selector_class(name).reads)
+
+
 DEFAULT_METHODS = ["policy", "nice", "less", "gradalign:sim", "gradalign:dot", "gradalign:align",
                    "gradalign:learnalign", "gradalign:accgreedy", "gradalign:rand", "dpo_gap", "random", "full"]
 

@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 
 from selectgym.agents.config import AgentConfig
 from selectgym.agents.train import train_agent
-from selectgym.bench.config import FEATURE_POOLS, BenchConfig, changed_settings, method_needs
+from selectgym.bench.config import FEATURE_POOLS, BenchConfig, changed_settings, method_needs, method_reads
 from selectgym.bench.report import FULL, markdown_table, plot, summarise
 from selectgym.data import Pool, load_pool
 from selectgym.data.suite import SuiteConfig, make_suite
@@ -33,6 +33,7 @@ from selectgym.errors import SelectgymError
 from selectgym.finetune.config import FinetuneConfig
 from selectgym.finetune.evaluate import evaluate
 from selectgym.finetune.train import train
+from selectgym.proxies.features import features_for_pool
 from selectgym.proxies.models import weights_digest
 from selectgym.proxies.pipeline import FeatureConfig, compute_features, load_features
 from selectgym.proxies.table import FeatureTable, merge_tables
@@ -76,11 +77,15 @@ class Bench:
         kinds = {k for m in self.cfg.methods for k in method_needs(m)}
         return [k for k in FEATURE_POOLS if k in kinds]
 
+    def pool_features(self, kind: str) -> list[str]:
+        """The features computed on ``kind``'s pool: its standard set, and the on-demand ones a method reads."""
+        return features_for_pool(kind, also=[f for m in self.cfg.methods for f in method_reads(m)])
+
     def features(self, suite: Path) -> tuple[FeatureTable | None, FeatureTable | None]:
 
         trains, vals = [], []
         for kind in self.needed_pools():
-            cfg = FeatureConfig(model=self.cfg.proxy, features=FEATURE_POOLS[kind], proj_dim=self.cfg.proj_dim,
+            cfg = FeatureConfig(model=self.cfg.proxy, features=self.pool_features(kind), proj_dim=self.cfg.proj_dim,
                                 warmup_steps=self.cfg.proxy_warmup_steps, seed=self.cfg.suite_seed,
                                 rollouts=self.cfg.rollouts, max_new_tokens=self.cfg.max_new_tokens)
             start = time.perf_counter()

@@ -19,6 +19,9 @@ SELECTORS = Registry("selector", {
     "nice": "selectgym.selectors.nice:NiceSelector",
     "gradalign": "selectgym.selectors.gradalign:GradAlignSelector",
     "dpo_gap": "selectgym.selectors.dpo_gap:DpoGapSelector",
+    "rds": "selectgym.selectors.rds:RdsSelector",
+    "length": "selectgym.selectors.length:LengthSelector",
+    "learnability": "selectgym.selectors.learnability:LearnabilitySelector",
     "policy": "selectgym.agents.selector:PolicySelector",
 }, base=Selector)
 

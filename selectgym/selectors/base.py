@@ -61,6 +61,8 @@ class Selector(ABC):
     default_budget: ClassVar[float] = DEFAULT_SHARE
     #: the kinds of pool (``sft``, ``preference``, ``verifiable``) whose features it reads; the bench charges their cost
     needs: ClassVar[tuple[str, ...]] = ()
+    #: on-demand features it reads beyond those pools' standard sets (``Feature.on_demand``, e.g. ``hidden``)
+    reads: ClassVar[tuple[str, ...]] = ()
     #: takes ``subtasks`` (one label per validation row) and shares the budget among the target's subtasks
     balances_subtasks: ClassVar[bool] = False
     #: fine-tuning methods (``sft``, ``dpo``, ``grpo``) it can re-select for while the target trains

@@ -58,9 +58,10 @@ def test_selection_is_deterministic_for_every_method(make_table):
 
 
 def test_registry_lists_every_method_and_resolves_lazily():
-    assert set(SELECTORS) == {"random", "less", "nice", "gradalign", "dpo_gap", "policy"}
+    assert set(SELECTORS) == {"random", "less", "nice", "gradalign", "dpo_gap", "rds", "length", "learnability",
+                              "policy"}
     assert SELECTORS["policy"] == "selectgym.agents.selector:PolicySelector"
-    for name in ("random", "less", "nice", "gradalign", "dpo_gap"):
+    for name in ("random", "less", "nice", "gradalign", "dpo_gap", "rds", "length", "learnability"):
         cls = selector_class(name)
         assert issubclass(cls, Selector) and cls.name == name
     assert option_names(selector_class("gradalign")) == ["mode", "chunk_size", "q", "batch_size", "iters_per_select",

@@ -10,9 +10,12 @@ computed unregistered with ``selectgym features --features pkg.mod:Class``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from selectgym.errors import SelectgymError
 from selectgym.proxies.features.base import POOL_KINDS, Feature, option_defaults
 from selectgym.proxies.features.dpo_gap import DpoGap
+from selectgym.proxies.features.hidden import Hidden
 from selectgym.proxies.features.sampled import Grpo, Nice, nice_summary
 from selectgym.proxies.features.sft import Embedding, Grad, GradAdam, Length, Loss, response_lengths
 from selectgym.registry import Registry, is_path, option_names
@@ -47,7 +50,7 @@ def register_feature(feature: type[Feature] | str) -> type[Feature]:
     return cls
 
 
-for _builtin in (Grad, GradAdam, Loss, Length, Embedding, DpoGap, Nice, Grpo):
+for _builtin in (Grad, GradAdam, Loss, Length, Embedding, DpoGap, Nice, Grpo, Hidden):
     register_feature(_builtin)
 
 #: the features that ship with selectgym: their options were settings of every store's config before features
@@ -55,12 +58,14 @@ for _builtin in (Grad, GradAdam, Loss, Length, Embedding, DpoGap, Nice, Grpo):
 BUILTIN = tuple(FEATURES)
 
 
-def features_for_pool(kind: str, rollouts: bool = True) -> list[str]:
+def features_for_pool(kind: str, rollouts: bool = True, also: Sequence[str] = ()) -> list[str]:
     """The registered features computed on the suite's ``kind`` pool (sft, preference, verifiable), in registry
-    order; ``rollouts=False`` leaves out those that sample completions (the agents' training pools)."""
+    order; ``rollouts=False`` leaves out those that sample completions (the agents' training pools), and
+    on-demand features come only when ``also`` names them."""
     if kind not in POOL_KINDS:
         raise SelectgymError(f"unknown pool kind {kind!r}; choose one of {', '.join(POOL_KINDS)}")
-    return [name for name, cls in FEATURES.items() if cls.pool_kind == kind and (rollouts or not cls.rollouts)]
+    return [name for name, cls in FEATURES.items() if cls.pool_kind == kind and (rollouts or not cls.rollouts)
+            and (not cls.on_demand or name in also)]
 
 
 def default_features(gradient_type: str) -> list[str]:

@@ -31,6 +31,8 @@ class Feature:
     * ``needs_val``: it cannot be computed without a validation file;
     * ``rollouts``: it samples completions (slow: the agents' training pools leave it out);
     * ``default``: it is in the default feature list (``in_default`` may ask the gradient type);
+    * ``on_demand``: left out of a pool's standard set; computed when named, or by the bench when a method's
+      selector ``reads`` it;
     * ``train_arrays`` / ``val_arrays``: the arrays it writes to the training / validation table.
     """
 
@@ -40,6 +42,7 @@ class Feature:
     needs_val: ClassVar[bool] = False
     rollouts: ClassVar[bool] = False
     default: ClassVar[bool] = False
+    on_demand: ClassVar[bool] = False
     train_arrays: ClassVar[tuple[str, ...]] = ()
     val_arrays: ClassVar[tuple[str, ...]] = ()
 
