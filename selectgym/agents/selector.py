@@ -24,6 +24,7 @@ class PolicySelector(Selector):
 
     name = "policy"
     needs = ("sft", "preference", "verifiable")  # a policy may observe features of every kind of pool
+    needs_any = True  # it checks the features it is given against what it observes
     balances_subtasks = True
 
     def __init__(self, policy_path: str | Path, subtasks: Sequence[str] | None = None) -> None:

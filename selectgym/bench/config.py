@@ -41,6 +41,21 @@ class _FeaturePools(Mapping):
 
 #: which pool file each feature is computed on: ``features_for_pool`` of every pool kind
 FEATURE_POOLS: Mapping[str, list[str]] = _FeaturePools()
+#: the suite pool each fine-tuning objective trains the target on (the suite's pools share example ids)
+OBJECTIVE_POOLS = {"sft": "sft", "dpo": "preference", "grpo": "verifiable"}
+
+
+def feature_sources(objective: str) -> dict[str, str]:
+    """Feature pool kind -> the pool file its features are computed on. With ``sft`` each kind reads its own
+    pool; with ``dpo`` or ``grpo`` the selectors see only the pool the target trains on: its own kind's features
+    and the SFT ones (gradients, loss, length... of its prompts and responses) come from it, the third kind
+    cannot be had."""
+    if objective == "sft":
+        return {"sft": "sft", "preference": "preference", "verifiable": "verifiable"}
+    own = OBJECTIVE_POOLS[objective]
+    return {"sft": own, own: own}
+
+
 #: AgentConfig settings a benchmark sets itself
 BENCH_AGENT_KEYS = {"algo", "timesteps", "seed", "budget"}
 
@@ -116,6 +131,22 @@ class BenchConfig:
     split_target: bool = field(default=False, metadata={
         "help": "align the features with one half of the target set and score on the other (alternating within "
                 "each task), so no selector sees the problems it is scored on"})
+    objective: str = field(default="sft", metadata={
+        "help": "how the target trains on each selection: sft (on the sft pool), dpo (the preference pool, TRL's "
+                "DPOTrainer) or grpo (the verifiable pool, TRL's GRPOTrainer rewarded by the pool's verifier); "
+                "with dpo or grpo the selectors' features are computed on that pool too"})
+
+    def _check_objective(self) -> None:
+        if self.objective not in OBJECTIVE_POOLS:
+            raise SelectgymError(f"--objective {self.objective!r} is unknown; choose from {', '.join(OBJECTIVE_POOLS)}")
+        if self.objective == "grpo" and self.ft_batch_size % self.rollouts:
+            raise SelectgymError(f"objective grpo trains on groups of --rollouts {self.rollouts} completions: use an "
+                                 f"--ft-batch-size that is a multiple of it (got {self.ft_batch_size})")
+        wrong = _objective_errors(self)
+        if wrong:
+            raise SelectgymError(f"objective {self.objective} trains on the {OBJECTIVE_POOLS[self.objective]} pool, "
+                                 f"which cannot give what {'; '.join(wrong)}: drop those methods, or use objective "
+                                 "sft")
 
     def __post_init__(self) -> None:
         if not self.methods or not self.seeds or not self.budgets:
@@ -130,6 +161,7 @@ class BenchConfig:
                      "ft_batch_size"):
             if getattr(self, name) < 1:
                 raise SelectgymError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
+        self._check_objective()
         if self.proxy_warmup_steps < 0:
             raise SelectgymError(f"--proxy-warmup-steps must be >= 0 (0: no warm-up), got {self.proxy_warmup_steps}")
         for name in ("ft_lr", "ft_epochs", "full_epochs"):
@@ -155,6 +187,22 @@ class BenchConfig:
         unknown = sorted(set(self.agent) - {f.name for f in dataclasses.fields(AgentConfig)})
         if unknown:
             raise SelectgymError(f"agent has no setting(s) {unknown}; see `selectgym train-agent --help`")
+
+
+def _objective_errors(cfg: BenchConfig) -> list[str]:
+    """Methods whose features the objective's pool cannot give (a policy reads whichever it is given)."""
+    from selectgym.selectors import selector_class
+
+    sources = feature_sources(cfg.objective)
+    wrong = []
+    for method in cfg.methods:
+        name = method.partition(":")[0]
+        if name == FULL or selector_class(name).needs_any:
+            continue
+        missing = [k for k in method_needs(method) if k not in sources]
+        if missing:
+            wrong.append(f"{method} reads {'/'.join(missing)} features")
+    return wrong
 
 
 def changed_settings(saved: dict[str, Any], cfg: BenchConfig) -> list[str]:

@@ -24,7 +24,15 @@ from tqdm.auto import tqdm
 
 from selectgym.agents.config import AgentConfig
 from selectgym.agents.train import train_agent
-from selectgym.bench.config import FEATURE_POOLS, BenchConfig, changed_settings, method_needs, method_reads
+from selectgym.bench.config import (
+    FEATURE_POOLS,
+    OBJECTIVE_POOLS,
+    BenchConfig,
+    changed_settings,
+    feature_sources,
+    method_needs,
+    method_reads,
+)
 from selectgym.bench.report import FULL, markdown_table, plot, summarise
 from selectgym.data import Pool, load_pool
 from selectgym.data.suite import SuiteConfig, make_suite
@@ -74,8 +82,14 @@ class Bench:
         return folder
 
     def needed_pools(self) -> list[str]:
+        """The feature pool kinds the methods read that the objective's pools can give (``feature_sources``)."""
         kinds = {k for m in self.cfg.methods for k in method_needs(m)}
-        return [k for k in FEATURE_POOLS if k in kinds]
+        sources = feature_sources(self.cfg.objective)
+        return [k for k in FEATURE_POOLS if k in kinds and k in sources]
+
+    def target_pool(self) -> Path:
+        """The pool file the target trains on: the objective's (``OBJECTIVE_POOLS``)."""
+        return self._suite / f"{OBJECTIVE_POOLS[self.cfg.objective]}.jsonl"
 
     def pool_features(self, kind: str) -> list[str]:
         """The features computed on ``kind``'s pool: its standard set, and the on-demand ones a method reads."""
@@ -84,12 +98,13 @@ class Bench:
     def features(self, suite: Path) -> tuple[FeatureTable | None, FeatureTable | None]:
 
         trains, vals = [], []
+        sources = feature_sources(self.cfg.objective)
         for kind in self.needed_pools():
             cfg = FeatureConfig(model=self.cfg.proxy, features=self.pool_features(kind), proj_dim=self.cfg.proj_dim,
                                 warmup_steps=self.cfg.proxy_warmup_steps, seed=self.cfg.suite_seed,
                                 rollouts=self.cfg.rollouts, max_new_tokens=self.cfg.max_new_tokens)
             start = time.perf_counter()
-            compute_features(suite / f"{kind}.jsonl", self._val_select, cfg, self.out / "features" / kind,
+            compute_features(suite / f"{sources[kind]}.jsonl", self._val_select, cfg, self.out / "features" / kind,
                              progress=self.progress)
             self.costs.setdefault(kind, time.perf_counter() - start)  # a resumed run keeps the first cost
             train, val, _ = load_features(self.out / "features" / kind)
@@ -147,17 +162,21 @@ class Bench:
 
     def _id_table(self) -> FeatureTable:
 
-        return FeatureTable(load_pool(self._suite / "sft.jsonl").ids)
+        return FeatureTable(load_pool(self.target_pool()).ids)
 
     # -- training and evaluation ------------------------------------------------------------------------
     def finetune(self, ids: list[str], seed: int, full: bool) -> dict[str, Any]:
-
-        pool = load_pool(self._suite / "sft.jsonl")
+        """Train the target on ``ids`` of the objective's pool with its trainer (GRPO: groups of ``rollouts``
+        completions of up to ``max_new_tokens``, rewarded by the pool's verifier) and score it."""
+        pool = load_pool(self.target_pool())
         val = load_pool(self._val_eval)
-        cfg = FinetuneConfig(method="sft", model=self.cfg.target, seed=seed, lr=self.cfg.ft_lr,
+        grpo = {"num_generations": self.cfg.rollouts, "max_completion_length": self.cfg.max_new_tokens} \
+            if self.cfg.objective == "grpo" else {}
+        cfg = FinetuneConfig(method=self.cfg.objective, model=self.cfg.target, seed=seed, lr=self.cfg.ft_lr,
                              epochs=self.cfg.full_epochs if full else self.cfg.ft_epochs,
                              max_steps=-1 if full else self.cfg.ft_max_steps, batch_size=self.cfg.ft_batch_size,
-                             output_dir=str(self.out / "runs" / f"ft-{len(ids)}-{seed}-{time.monotonic_ns()}"))
+                             output_dir=str(self.out / "runs" / f"ft-{len(ids)}-{seed}-{time.monotonic_ns()}"),
+                             **grpo)
         return finetune_and_score(cfg, pool, ids, val, self.cfg.max_new_tokens)
 
     # -- the whole run ----------------------------------------------------------------------------------

@@ -61,6 +61,8 @@ class Selector(ABC):
     default_budget: ClassVar[float] = DEFAULT_SHARE
     #: the kinds of pool (``sft``, ``preference``, ``verifiable``) whose features it reads; the bench charges their cost
     needs: ClassVar[tuple[str, ...]] = ()
+    #: reads whichever of ``needs`` a benchmark's pools give, and reports itself what it lacks (a saved policy)
+    needs_any: ClassVar[bool] = False
     #: on-demand features it reads beyond those pools' standard sets (``Feature.on_demand``, e.g. ``hidden``)
     reads: ClassVar[tuple[str, ...]] = ()
     #: takes ``subtasks`` (one label per validation row) and shares the budget among the target's subtasks
