@@ -82,3 +82,13 @@ def test_hidden_feature_is_the_mean_pooled_last_hidden_state(suite_dir, tmp_path
     with torch.no_grad():
         expected = model(input_ids=ids, output_hidden_states=True).hidden_states[-1].mean(1)[0].numpy()
     np.testing.assert_allclose(hidden[2], expected, rtol=1e-4, atol=1e-5)
+
+
+def test_dpo_gap_takes_the_smallest_gaps_or_with_mode_largest_the_largest():
+    train = table(dpo_gap=[0.5, -1.0, 2.0, 0.0])
+    assert get_selector("dpo_gap").select(train, None, 2, 0).ids == ["b", "d"]
+    assert get_selector("dpo_gap", mode="largest").select(train, None, 2, 0).ids == ["c", "a"]
+    from selectgym.errors import SelectgymError
+
+    with pytest.raises(SelectgymError, match="smallest .* or largest"):
+        get_selector("dpo_gap", mode="widest")
