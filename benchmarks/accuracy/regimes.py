@@ -32,28 +32,14 @@ from benchmarks.envelope import (
     write_markdown,
     write_results,
 )
+from benchmarks.harness import bench_config
 from selectgym.bench.harness import run_bench
 from selectgym.bench.report import markdown_table
-from selectgym.commands.options import yaml_defaults
 from selectgym.proxies.models import weights_digest
 
 HERE = Path(__file__).resolve().parent
 CONFIGS = {"grpo": HERE / "bench_grpo.yaml", "dpo": HERE / "bench_dpo.yaml"}
 READING = "## What it says"
-
-
-def config(path: Path):
-    """The ``BenchConfig`` a config file gives, as ``selectgym bench --config`` reads it."""
-    import argparse as ap
-
-    from selectgym.bench.config import BenchConfig
-    from selectgym.commands.options import add_dataclass_arguments, dataclass_from_args
-
-    parser = ap.ArgumentParser()
-    names = add_dataclass_arguments(parser, BenchConfig)
-    yaml_defaults(parser, path)
-    args = parser.parse_args([])
-    return dataclass_from_args(BenchConfig, args, names)  # its out folder lies under the checkout root
 
 
 def best(rows: list[dict]) -> dict:
@@ -69,7 +55,7 @@ def best(rows: list[dict]) -> dict:
 
 
 def run(objective: str) -> None:
-    cfg = config(CONFIGS[objective])
+    cfg = bench_config(CONFIGS[objective])
     before, started = load_average(), time.perf_counter()
     result = run_bench(cfg)
     stem = RESULTS / objective
