@@ -135,3 +135,10 @@ def test_committed_results_record_a_command_that_runs_from_any_checkout(path):
     if md.exists():
         shown = re.findall(r"^Command: `([^`]*)`", md.read_text(), flags=re.M)
         assert shown and set(shown) <= set(recorded), f"{md.name}'s Command: lines are not its JSON's commands"
+
+
+@pytest.mark.parametrize("path", sorted(p for p in RESULTS.glob("*") if p.suffix in (".json", ".md")),
+                         ids=lambda p: p.name)
+def test_committed_results_hold_no_absolute_path(path):
+    found = ABSOLUTE.findall(path.read_text())
+    assert not found, f"{path.name} records a path of the machine it ran on: {found[:3]}; record one under the checkout"
