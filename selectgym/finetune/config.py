@@ -103,11 +103,7 @@ class FinetuneConfig:
             raise SelectgymError(f"max_steps must be >= 1, or -1 to let epochs decide; got {self.max_steps}")
         if self.max_steps == -1 and self.epochs <= 0:
             raise SelectgymError("set epochs > 0 or max_steps >= 1")
-        if not 0.0 <= self.lora_dropout < 1.0:
-            raise SelectgymError(f"--lora-dropout must lie in [0, 1), e.g. 0.05; got {self.lora_dropout}")
-        if self.lora_alpha < 1:
-            raise SelectgymError(f"--lora-alpha must be >= 1 (LoRA scales by alpha / r; 0 would silence it), e.g. 16; "
-                                 f"got {self.lora_alpha}")
+        self.lora_spec()  # alpha and dropout are checked where LoRA's settings live
         if not 0 <= self.warmup_ratio < 1:
             raise SelectgymError(f"warmup_ratio must lie in [0, 1), got {self.warmup_ratio}")
         for name in ("epochs", "beta", "kl_coef", "temperature"):

@@ -127,13 +127,9 @@ class FeatureConfig:
             if getattr(self, name) < 1:
                 raise SelectgymError(f"{name} must be >= 1, got {getattr(self, name)}")
         check_device(self.device, available=False)  # a stored config may name a GPU this machine lacks
-        if not 0.0 <= self.lora_dropout < 1.0:
-            raise SelectgymError(f"--lora-dropout must lie in [0, 1), e.g. 0.05; got {self.lora_dropout}")
+        self.lora_spec()  # alpha and dropout are checked where LoRA's settings live
         if not math.isfinite(self.warmup_lr) or self.warmup_lr <= 0:
             raise SelectgymError(f"--warmup-lr must be a positive number, e.g. 2e-4; got {self.warmup_lr}")
-        if self.lora_alpha < 1:
-            raise SelectgymError(f"--lora-alpha must be >= 1 (LoRA scales by alpha / r; 0 would silence it), e.g. 16; "
-                                 f"got {self.lora_alpha}")
         if not math.isfinite(self.temperature) or self.temperature < 0:
             raise SelectgymError(f"--temperature must be >= 0 (0 samples greedily), e.g. 0.7; got {self.temperature}")
         if self.warmup_steps < 0 or self.warmup_epochs < 0:

@@ -18,6 +18,14 @@ class LoraSpec:
     dropout: float = 0.0
     target_modules: list[str] = field(default_factory=lambda: list(ALL_LINEAR))
 
+    def __post_init__(self) -> None:
+        # the flags of every command that trains LoRA (features, finetune) reach here as --lora-*
+        if self.alpha < 1:
+            raise SelectgymError(f"--lora-alpha must be >= 1 (LoRA scales by alpha / r; 0 would silence it), e.g. 16; "
+                                 f"got {self.alpha}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise SelectgymError(f"--lora-dropout must lie in [0, 1), e.g. 0.05; got {self.dropout}")
+
     def to_peft(self):
         from peft import LoraConfig
 
