@@ -70,18 +70,20 @@ def method_names() -> list[str]:
 def method_needs(method: str) -> list[str]:
     """The feature pools ``method`` reads (its selector's ``needs``; their cost is charged to it); GradAlign's
     modes (``gradalign:sim``, ...) share ``gradalign``'s."""
-    from selectgym.selectors import selector_class
-
-    name = method.partition(":")[0]
-    return [] if name == FULL else list(selector_class(name).needs)
+    return _declared(method, "needs")
 
 
 def method_reads(method: str) -> list[str]:
     """The on-demand features ``method``'s selector reads (``Selector.reads``), computed only when it runs."""
+    return _declared(method, "reads")
+
+
+def _declared(method: str, attribute: str) -> list[str]:
+    """What ``method``'s selector class declares in ``attribute`` (nothing for ``full``, which reads no features)."""
     from selectgym.selectors import selector_class
 
     name = method.partition(":")[0]
-    return [] if name == FULL else list(selector_class(name).reads)
+    return [] if name == FULL else list(getattr(selector_class(name), attribute))
 
 
 DEFAULT_METHODS = ["policy", "nice", "less", "gradalign:sim", "gradalign:dot", "gradalign:align",
