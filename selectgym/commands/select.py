@@ -229,11 +229,12 @@ def scores_path_of(out: Path) -> Path:
     return out.with_name(out.stem + ".scores.jsonl")
 
 
-def claim_outputs(args: argparse.Namespace, out: Path, pool_path: str | None = None) -> None:
-    """Refuse an --out (or its scores file) that is an input, or that exists, unless --overwrite."""
+def claim_outputs(args: argparse.Namespace, out: Path) -> None:
+    """Refuse an --out (or its scores file) that is an input, or that exists, unless --overwrite. The pool a
+    selection reads is --pool or the one its features record, so both are checked before anything is selected."""
     from selectgym.outputs import claim_file
 
-    inputs = {"--pool": args.pool, "the pool": pool_path, "--val": args.val, "--features": args.features,
+    inputs = {"--pool": args.pool, "--val": args.val, "--features": args.features,
               "--policy": args.policy, "--config": getattr(args, "config", None)}
     if args.features and Path(args.features).is_dir():  # the files a store records are its inputs too
         meta = FeatureStore.open(args.features).meta
@@ -256,7 +257,6 @@ def run(args: argparse.Namespace) -> int:
     selection, pool_path, all_ids = (_select_with_method if args.method else _select_with_policy)(args)
     if not Path(pool_path).exists():
         raise SelectgymError(f"pool file {pool_path} not found; pass --pool FILE")
-    claim_outputs(args, out, pool_path)
     pool = load_pool(pool_path)
     chosen = pool.subset(selection.ids)
     save_pool(out, chosen)
