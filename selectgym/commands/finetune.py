@@ -62,10 +62,11 @@ def run(args: argparse.Namespace) -> int:
     from selectgym.data import load_pool
     from selectgym.data.checks import degenerate_report, log_report
 
+    data, target = load_pool(args.data), load_pool(args.eval) if args.eval else None  # read once, used twice
     # chosen == rejected pairs (DPO loss ln 2), empty replies, ...: named before any model loads
-    log_report(degenerate_report(load_pool(args.data), load_pool(args.eval) if args.eval else None))
+    log_report(degenerate_report(data, target))
     with claim_outputs(cfg, args):
-        result = train(cfg, args.data, eval_pool=args.eval)
+        result = train(cfg, data, eval_pool=target)
     shown = {k: v for k, v in result.metrics.items() if not isinstance(v, (list, dict))}
     print(json.dumps(shown, indent=2, default=str))
     print(f"adapter: {result.adapter_dir}")
