@@ -76,13 +76,9 @@ def _compute(args: argparse.Namespace, cfg) -> int:
     from selectgym.proxies.pipeline import compute_features
 
     rank, _ = dist_env()
-    if rank == 0:  # degenerate data is named (a logged warning, never refused) before the long computation
-        from selectgym.data import load_pool
-        from selectgym.data.checks import degenerate_report, log_report
-
-        log_report(degenerate_report(load_pool(args.pool), load_pool(args.val) if args.val else None))
     started = time.perf_counter()
-    store = compute_features(args.pool, args.val, cfg, args.out, progress=args.progress)
+    # degenerate data is named (a logged warning, never refused) as the pools are read, before the computation
+    store = compute_features(args.pool, args.val, cfg, args.out, progress=args.progress, report_data=True)
     seconds = time.perf_counter() - started
     if rank != 0:
         return 0

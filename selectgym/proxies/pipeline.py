@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from selectgym.data.checks import degenerate_report, log_report
 from selectgym.data.io import load_pool
 from selectgym.data.pool import Example, Pool
 from selectgym.errors import SelectgymError
@@ -93,10 +94,12 @@ def store_material(cfg: FeatureConfig, pool: Pool, val: Pool | None) -> dict[str
 
 def compute_features(pool_path: str | os.PathLike, val_path: str | os.PathLike | None, cfg: FeatureConfig,
                      out_dir: str | os.PathLike, *, rank: int | None = None, world_size: int | None = None,
-                     progress: bool = True) -> FeatureStore:
+                     progress: bool = True, report_data: bool = False) -> FeatureStore:
     """Compute (or finish) the features of ``pool_path`` under ``out_dir/<key>/`` and return the store.
 
-    ``rank``/``world_size`` default to the launcher's environment (1 process without one).
+    ``rank``/``world_size`` default to the launcher's environment (1 process without one). ``report_data`` logs
+    degenerate data (``data.checks``) on rank 0 as soon as the pools are read, for a caller that shows a user
+    their own data (``selectgym features``); a benchmark computing features of the built-in suite leaves it off.
     """
     check_device(cfg.device)  # a GPU named but absent: refused before anything loads
     env_rank, env_world = dist_env()
@@ -106,6 +109,8 @@ def compute_features(pool_path: str | os.PathLike, val_path: str | os.PathLike |
         raise SelectgymError(f"rank {rank} is outside world_size {world_size}")
     pool = load_pool(pool_path)
     val = load_pool(val_path) if val_path is not None else None
+    if report_data and rank == 0:
+        log_report(degenerate_report(pool, val))
     check_pools(cfg, pool, val)
     n_shards = -(-len(pool) // cfg.shard_size)
     material = store_material(cfg, pool, val)
