@@ -104,7 +104,8 @@ def degenerate_report(pool: Pool, val: Pool | None = None, *, pool_duplicates: b
     if dups:
         lines.append(f"{vwhere}: {len(dups)} of {len(val)} rows repeat an earlier row (first: {_first(dups)}); each "
                      f"copy weighs again in validation gradients and scores; drop the copies")
-    same_rows = sorted(map(_content_key, pool)) == sorted(map(_content_key, val))
+    # rows are only serialised when the sizes match: a pool of 10^6 rows is never the 400-row target
+    same_rows = len(pool) == len(val) and sorted(map(_content_key, pool)) == sorted(map(_content_key, val))
     same_ids = len(pool) == len(val) and set(pool.ids) == set(val.ids)
     if same_rows or same_ids:
         lines.append(f"{vwhere} is the pool itself (the same {len(val)} {'rows' if same_rows else 'ids'}); a "
