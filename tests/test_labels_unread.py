@@ -12,7 +12,7 @@ from selectgym.data.io import load_pool
 from selectgym.proxies.feature_config import FeatureConfig
 from selectgym.proxies.pipeline import compute_features, load_features
 
-LABELS = ("clean", "on_target", "useful", "defect")
+LABELS = ("clean", "on_target", "useful", "defect", "noisy_reward", "pair_defect")
 
 
 def shuffled_labels(src, dst, seed: int = 0) -> None:

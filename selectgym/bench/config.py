@@ -100,6 +100,12 @@ class BenchConfig:
     suite_seed: int = field(default=0, metadata={"help": "seed of the built-in suite"})
     suite_size: int = field(default=400, metadata={"help": "examples in the built-in pool"})
     validation_size: int = field(default=48, metadata={"help": "target problems held out for evaluation"})
+    noisy_answer_share: float = field(default=0.0, metadata={
+        "help": "share of the built-in verifiable pool given a wrong reference answer, so the verifier's reward on "
+                "it is noise (GRPO's regime); the table then shows the share of such prompts each method picked"})
+    pair_defect_share: float = field(default=0.0, metadata={
+        "help": "share of the built-in preference pool made defective, half swapped, half near-identical (DPO's "
+                "regime); the table then shows the share of such pairs each method picked"})
     methods: list[str] = field(default_factory=lambda: list(DEFAULT_METHODS), metadata={
         "help": "methods; 'gradalign:MODE' picks a GradAlign mode"})
     budgets: list[float] = field(default_factory=lambda: [0.05], metadata={
@@ -164,6 +170,13 @@ class BenchConfig:
             if getattr(self, name) < 1:
                 raise SelectgymError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
         self._check_objective()
+        for name in ("noisy_answer_share", "pair_defect_share"):
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0:
+                raise SelectgymError(f"--{name.replace('_', '-')} must lie in [0, 1], got {value}")
+            if value and self.suite_dir:
+                raise SelectgymError(f"--{name.replace('_', '-')} puts defects in the built-in suite, but --suite-dir "
+                                     f"{self.suite_dir} brings its own pools: drop one of them")
         if self.proxy_warmup_steps < 0:
             raise SelectgymError(f"--proxy-warmup-steps must be >= 0 (0: no warm-up), got {self.proxy_warmup_steps}")
         for name in ("ft_lr", "ft_epochs", "full_epochs"):

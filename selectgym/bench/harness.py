@@ -35,11 +35,11 @@ from selectgym.bench.config import (
 )
 from selectgym.bench.report import FULL, markdown_table, plot, summarise
 from selectgym.data import Pool, load_pool
-from selectgym.data.suite import SuiteConfig, make_suite
+from selectgym.data.suite import SuiteConfig, make_suite, wrong_answer_pairs
 from selectgym.data.targets import write_target_halves
 from selectgym.errors import SelectgymError
 from selectgym.finetune.config import FinetuneConfig
-from selectgym.finetune.evaluate import evaluate
+from selectgym.finetune.evaluate import evaluate, preference_accuracy
 from selectgym.finetune.train import train
 from selectgym.proxies.features import features_for_pool
 from selectgym.proxies.models import weights_digest
@@ -70,7 +70,9 @@ class Bench:
         else:
             folder = self.out / "suite"
             make_suite(folder, SuiteConfig(seed=self.cfg.suite_seed, size=self.cfg.suite_size,
-                                           validation_size=self.cfg.validation_size))
+                                           validation_size=self.cfg.validation_size,
+                                           noisy_answer_share=self.cfg.noisy_answer_share,
+                                           pair_defect_share=self.cfg.pair_defect_share))
         self._val_select = self._val_eval = folder / "validation.jsonl"
         if self.cfg.split_target:
             self._val_select, self._val_eval = self.out / "target_select.jsonl", self.out / "target_eval.jsonl"
@@ -167,7 +169,8 @@ class Bench:
     # -- training and evaluation ------------------------------------------------------------------------
     def finetune(self, ids: list[str], seed: int, full: bool) -> dict[str, Any]:
         """Train the target on ``ids`` of the objective's pool with its trainer (GRPO: groups of ``rollouts``
-        completions of up to ``max_new_tokens``, rewarded by the pool's verifier) and score it."""
+        completions of up to ``max_new_tokens``, rewarded by the pool's verifier) and score it; with DPO also on
+        held-out pairs (``held_out_pairs``)."""
         pool = load_pool(self.target_pool())
         val = load_pool(self._val_eval)
         grpo = {"num_generations": self.cfg.rollouts, "max_completion_length": self.cfg.max_new_tokens} \
@@ -177,7 +180,13 @@ class Bench:
                              max_steps=-1 if full else self.cfg.ft_max_steps, batch_size=self.cfg.ft_batch_size,
                              output_dir=str(self.out / "runs" / f"ft-{len(ids)}-{seed}-{time.monotonic_ns()}"),
                              **grpo)
-        return finetune_and_score(cfg, pool, ids, val, self.cfg.max_new_tokens)
+        pairs = self.held_out_pairs() if self.cfg.objective == "dpo" else None
+        return finetune_and_score(cfg, pool, ids, val, self.cfg.max_new_tokens, pairs=pairs)
+
+    def held_out_pairs(self) -> Pool:
+        """Preference pairs from the target problems scored on (``wrong_answer_pairs``): the reference answer over
+        a wrong one, drawn from the suite seed, so every method and seed is scored on the same pairs."""
+        return wrong_answer_pairs(load_pool(self._val_eval), self.cfg.suite_seed)
 
     # -- the whole run ----------------------------------------------------------------------------------
     def resume(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -275,16 +284,32 @@ class Bench:
 
 
 def finetune_and_score(cfg: FinetuneConfig, pool: Pool, ids: Sequence[str], target: Pool,
-                       max_new_tokens: int = 16) -> dict[str, Any]:
+                       max_new_tokens: int = 16, pairs: Pool | None = None) -> dict[str, Any]:
     """Fine-tune ``cfg.model`` on the examples ``ids`` of ``pool`` and score it on ``target``: ``finetune.evaluate``'s
-    metrics (verifier accuracy of greedy answers, validation loss), ``train_seconds``, and ``useful_share``, the
-    share of ``ids`` that are clean and on-target (ground truth, read for measuring only)."""
+    metrics (verifier accuracy of greedy answers, validation loss), ``train_seconds``, ``useful_share`` (the share
+    of ``ids`` that are clean and on-target) and, when the pool carries their labels, ``noisy_share`` (picks with a
+    wrong reference answer) and ``pair_defect_share`` (picks with a swapped or near-identical pair); all ground
+    truth, read for measuring only. With ``pairs``, ``preference_accuracy`` on them too."""
     start = time.perf_counter()
     result = train(cfg, pool.subset(ids))
     seconds = time.perf_counter() - start
     metrics = evaluate(result.model, result.tokenizer, target, max_new_tokens=max_new_tokens)
-    useful = [bool(pool[pool.index(i)].meta.get("useful")) for i in ids]
-    return {**metrics, "train_seconds": seconds, "useful_share": float(np.mean(useful))}
+    if pairs is not None:
+        metrics["preference_accuracy"] = preference_accuracy(result.model, result.tokenizer, pairs,
+                                                             max_length=cfg.max_length)
+    return {**metrics, "train_seconds": seconds, **picked_shares(pool, ids)}
+
+
+def picked_shares(pool: Pool, ids: Sequence[str]) -> dict[str, float]:
+    """Ground-truth shares of the picks: ``useful_share`` always, ``noisy_share`` and ``pair_defect_share`` only
+    when ``pool`` carries the ``noisy_reward`` / ``pair_defect`` labels (the suite's opt-in defects)."""
+    metas = [pool[pool.index(i)].meta for i in ids]
+    shares = {"useful_share": float(np.mean([bool(m.get("useful")) for m in metas]))}
+    if any("noisy_reward" in ex.meta for ex in pool):
+        shares["noisy_share"] = float(np.mean([bool(m.get("noisy_reward")) for m in metas]))
+    if any("pair_defect" in ex.meta for ex in pool):
+        shares["pair_defect_share"] = float(np.mean([m.get("pair_defect") is not None for m in metas]))
+    return shares
 
 
 def run_bench(cfg: BenchConfig, progress: bool = True) -> dict[str, Any]:

@@ -18,6 +18,10 @@ from selectgym.budget import budget_label, budget_order, is_count
 
 FULL = "full"
 RANDOM = "random"
+#: metrics a run has only in some regimes (DPO's preference accuracy, the picked share of an opt-in suite defect),
+#: with their column titles: a summary row and the table carry them only when some run does
+OPTIONAL = {"preference_accuracy": "preference accuracy", "noisy_share": "noisy-reward share",
+            "pair_defect_share": "defective-pair share"}
 
 
 def _fmt(x: float, digits: int = 3) -> str:
@@ -53,6 +57,10 @@ def summarise(runs: list[dict[str, Any]], metric: str = "accuracy") -> list[dict
             "select_s": float(np.mean([per_seed[s].get("select_seconds", 0.0) for s in seeds])),
             "train_s": float(np.mean([per_seed[s].get("train_seconds", 0.0) for s in seeds])),
         }
+        for key in OPTIONAL:  # mean over the seeds that have it
+            have = [per_seed[s][key] for s in seeds if key in per_seed[s]]
+            if have:
+                row[key] = float(np.mean(have))
         for ref_name, ref in ((RANDOM, by_key.get((RANDOM, budget), {})), (FULL, full)):
             common = [s for s in seeds if s in ref]
             if method == ref_name or not common:
@@ -65,17 +73,20 @@ def summarise(runs: list[dict[str, Any]], metric: str = "accuracy") -> list[dict
 
 
 def markdown_table(rows: list[dict[str, Any]], metric: str = "accuracy") -> str:
-    """The summary as a Markdown table."""
+    """The summary as a Markdown table; an ``OPTIONAL`` metric gets a column after the share of clean on-target
+    picks when some row has it."""
+    extra = [k for k in OPTIONAL if any(k in r for r in rows)]
     head = (f"| method | budget | {metric} (mean +- std) | vs random (p) | vs full (p) | clean & on-target share "
-            "| val loss | select s | train s |")
-    lines = [head, "|" + "---|" * 9]
+            + "".join(f"| {OPTIONAL[k]} " for k in extra) + "| val loss | select s | train s |")
+    lines = [head, "|" + "---|" * (9 + len(extra))]
     for r in rows:
         budget = "100%" if r["method"] == FULL else budget_label(r["budget"])
         lines.append(
             f"| {r['method']} | {budget} | {_fmt(r['mean'])} +- {_fmt(r['std'])} "
             f"| {_fmt(r['vs_random'], 3)} ({_fmt(r['p_random'], 2)}) "
             f"| {_fmt(r['vs_full'], 3)} ({_fmt(r['p_full'], 2)}) | {_fmt(r['useful_share'], 2)} "
-            f"| {_fmt(r['val_loss'])} | {_fmt(r['select_s'], 1)} | {_fmt(r['train_s'], 1)} |")
+            + "".join(f"| {_fmt(r.get(k), 3 if k == 'preference_accuracy' else 2)} " for k in extra)
+            + f"| {_fmt(r['val_loss'])} | {_fmt(r['select_s'], 1)} | {_fmt(r['train_s'], 1)} |")
     return "\n".join(lines) + "\n"
 
 

@@ -3,7 +3,8 @@
 Accuracy: one greedy completion per prompt (transformers, left-padded batches), scored by the example's
 verifier (reasoning-gym's checker, exact match otherwise). Validation loss: each example's token-mean NLL
 of its reference answer with the prompt masked (the SFT loss of ALGORITHMS.md section 1), averaged over
-examples.
+examples. Preference accuracy (for DPO): the share of held-out pairs whose chosen reply the trained policy's
+implicit reward ranks above the rejected one.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import numpy as np
 from selectgym.data.pool import Pool
 from selectgym.data.verify import score
 from selectgym.errors import SelectgymError
+from selectgym.proxies.dpo import dpo_reward_gaps
 from selectgym.proxies.losses import sft_losses
 from selectgym.proxies.rollouts import TransformersGenerator
 
@@ -52,3 +54,18 @@ def evaluate(model, tokenizer, pool: Pool, *, max_new_tokens: int = 16, batch_si
     accuracy = float(np.mean([score(ex, c) for ex, c in zip(pool, completions, strict=True)]))
     return {"accuracy": accuracy, "val_loss": validation_loss(model, tokenizer, pool, batch_size=batch_size),
             "n": len(pool)}
+
+
+def preference_accuracy(model, tokenizer, pairs: Pool, *, batch_size: int = 16, max_length: int = 512) -> float:
+    """Share of ``pairs`` where the peft ``model``'s implicit DPO reward ranks chosen over rejected:
+    ``logp(chosen) - logp_ref(chosen) > logp(rejected) - logp_ref(rejected)``, the reference being ``model`` with
+    its adapter disabled. A tie (an untrained adapter) counts as not ranked above: only what training learnt
+    scores."""
+    if not len(pairs):
+        raise SelectgymError(f"{pairs.source}: there are no preference pairs to score")
+    if not hasattr(model, "disable_adapter"):
+        raise SelectgymError("preference accuracy needs the trained peft model: its reference is the same model "
+                             "with the LoRA adapter disabled")
+    gaps = dpo_reward_gaps(model, None, tokenizer, list(pairs), beta=1.0, batch_size=batch_size,
+                           max_length=max_length)
+    return float(np.mean(gaps > 0))

@@ -39,8 +39,9 @@ def _small(tmp_path, **kw) -> BenchConfig:
 def test_the_target_trains_with_the_objectives_trainer_on_its_pool(tmp_path, monkeypatch, objective, pool):
     seen = []
 
-    def fake(cfg, data, ids, target, max_new_tokens=16):
+    def fake(cfg, data, ids, target, max_new_tokens=16, pairs=None):
         seen.append((cfg.method, data.source, list(ids)))
+        assert (pairs is not None) == (objective == "dpo")  # held-out pairs score DPO only
         return {"accuracy": 0.0, "val_loss": 1.0, "train_seconds": 0.0, "useful_share": 0.0}
 
     monkeypatch.setattr("selectgym.bench.harness.finetune_and_score", fake)

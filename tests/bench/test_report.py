@@ -44,3 +44,29 @@ def test_table_lists_every_method_and_plots_exist(tmp_path):
     paths = plot(rows, tmp_path)
     assert all(p.exists() and p.stat().st_size > 1000 for p in paths)
     assert np.isfinite(rows[0]["mean"])
+
+
+def test_optional_metrics_are_averaged_and_shown_only_when_runs_have_them():
+    plain = markdown_table(summarise(runs()))
+    assert "preference accuracy" not in plain and "noisy-reward share" not in plain
+    assert not {"preference_accuracy", "noisy_share", "pair_defect_share"} & set(summarise(runs())[0])
+    with_them = runs()
+    for run in with_them:
+        if run["method"] == "policy":
+            run.update(noisy_share=0.1 * (run["seed"] + 1), preference_accuracy=0.5 + 0.1 * run["seed"])
+    with_them[0]["noisy_share"] = 0.9  # random seed 0 only: the mean is over the seeds that have it
+    rows = {(r["method"], r["budget"]): r for r in summarise(with_them)}
+    assert rows[("policy", 0.05)]["noisy_share"] == pytest.approx(0.2)
+    assert rows[("policy", 0.05)]["preference_accuracy"] == pytest.approx(0.6)
+    assert rows[("random", 0.05)]["noisy_share"] == pytest.approx(0.9)
+    assert "noisy_share" not in rows[("full", 1.0)] and "pair_defect_share" not in rows[("policy", 0.05)]
+    table = markdown_table(list(rows.values()))
+    head, rule, *lines = table.splitlines()
+    assert "| clean & on-target share | preference accuracy | noisy-reward share | val loss |" in head
+    assert rule == "|" + "---|" * 11 and all(line.count("|") == 12 for line in lines)
+    policy = next(line for line in lines if line.startswith("| policy |"))
+    assert "| 0.80 | 0.600 | 0.20 |" in policy
+    assert "| 0.30 | n/a | n/a |" in next(line for line in lines if line.startswith("| full |"))
+    # with no optional metric, the table is exactly what it was
+    assert plain.splitlines()[0] == ("| method | budget | accuracy (mean +- std) | vs random (p) | vs full (p) | "
+                                     "clean & on-target share | val loss | select s | train s |")
