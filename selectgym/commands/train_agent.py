@@ -64,14 +64,16 @@ def run(args: argparse.Namespace) -> int:
                                  f"{args.features}: {'; '.join(differ)}; compute both with the same feature config "
                                  f"and proxy")
     context = None
-    if cfg.reward == "proxy":
+    from selectgym.envs.rewards import REWARDS
+
+    if REWARDS.resolve(cfg.reward).reads_texts:
         if not (args.pool and args.val):
-            raise SelectgymError("the proxy reward trains on the texts: give --pool FILE and --val FILE")
+            raise SelectgymError(f"the {cfg.reward} reward trains on the texts: give --pool FILE and --val FILE")
         from selectgym.data.io import load_pool
 
         context = {"pool": load_pool(args.pool), "val_pool": load_pool(args.val)}
-    if cfg.eval_reward == "proxy" and eval_train is not None:
-        raise SelectgymError("eval_reward 'proxy' is not available from the command line; use 'linear'")
+    if REWARDS.resolve(cfg.eval_reward).reads_texts and eval_train is not None:
+        raise SelectgymError(f"eval_reward {cfg.eval_reward!r} is not available from the command line; use 'linear'")
     train_agent(cfg, train, val, out=args.out, eval_table=eval_train, eval_val_table=eval_val,
                 reward_context=context, feature_config=store.meta.get("config"))
     print(f"trained {cfg.algo} on {cfg.env_id} for {cfg.timesteps} steps ({len(train)} examples); "

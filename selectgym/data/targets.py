@@ -17,24 +17,32 @@ from selectgym.utils import write_jsonl
 SPLIT = "alternate-within-task"
 
 
-def split_target(rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """The target rows in two halves, alternating within each task (``meta.task``), so both halves hold every
-    target family in the same proportion (the suite writes its validation file sorted by family: a cut in the
-    middle would give one family to the features and the other to the reward)."""
+def split_target(rows: list[dict[str, Any]], parts: int = 2) -> tuple[list[dict[str, Any]], ...]:
+    """The target rows in ``parts`` parts (two halves by default), alternating within each task (``meta.task``),
+    so every part holds every target family in the same proportion (the suite writes its validation file sorted
+    by family: a cut in the middle would give one family to the features and the other to the reward)."""
+    if parts < 2:
+        raise SelectgymError(f"a target set is split into 2 or more parts, got {parts}")
     seen: dict[Any, int] = {}
-    halves: tuple[list, list] = ([], [])
+    out: tuple[list, ...] = tuple([] for _ in range(parts))
     for row in rows:
         task = (row.get("meta") or {}).get("task", row.get("task"))
-        halves[seen.get(task, 0) % 2].append(row)
+        out[seen.get(task, 0) % parts].append(row)
         seen[task] = seen.get(task, 0) + 1
-    return halves
+    return out
 
 
 def write_target_halves(src: Path, first: Path, second: Path) -> None:
     """Split the target file ``src`` with :func:`split_target` and write its halves to ``first`` and ``second``."""
+    write_target_parts(src, first, second)
+
+
+def write_target_parts(src: Path, *paths: Path) -> None:
+    """Split the target file ``src`` into ``len(paths)`` parts with :func:`split_target` and write them to ``paths``."""
     rows = [json.loads(line) for line in Path(src).read_text().splitlines() if line.strip()]
-    halves = split_target(rows)
-    if not all(halves):
-        raise SelectgymError(f"splitting the target set needs at least two target problems; {src} has {len(rows)}")
-    for path, half in zip((first, second), halves, strict=True):
-        write_jsonl(path, half)
+    parts = split_target(rows, len(paths))
+    if not all(parts):
+        raise SelectgymError(f"splitting the target set in {len(paths)} needs at least {len(paths)} target problems; "
+                             f"{src} has {len(rows)}")
+    for path, part in zip(paths, parts, strict=True):
+        write_jsonl(path, part)

@@ -182,6 +182,8 @@ class ExampleSelectEnv(AgentTraits, gym.Env):
         row = int(self.candidates[int(action)])
         reward = self.take(row)
         terminated = len(self.taken) >= self.budget
+        if terminated:
+            reward += float(self.reward.finish(self.selected_rows()))
         obs = self._observation() if not terminated else np.zeros(self.observation_space.shape, np.float32)
         return obs, reward, terminated, False, {"slot": int(action)}
 

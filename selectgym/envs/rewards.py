@@ -18,6 +18,12 @@ already taken, so a batch that repeats the selection earns less.
 ``proxy`` really trains the proxy's LoRA on the batch for ``steps`` optimizer steps and returns the drop in
 the (subsampled, seeded) validation loss; adapter and optimizer return to their initial state every episode.
 
+``trained`` is the real thing, made cheap: a terminal reward. At the end of the episode it fine-tunes a fresh
+LoRA adapter of ``model`` (``mini`` by default, seconds) on the whole selection, as the target's fine-tuning does
+(AdamW, linear decay, ``epochs`` over the selection in seeded batches), and scores it on its own target half with the
+verifier (``score="accuracy"``, greedy answers) or the reference answers' loss (``"loss"``, negated); the reward is
+the gain over the untrained model. Give it target problems the observations were not aligned to.
+
 ``learned`` is a linear model of an example's own features, ``bias + sum_k weights[k] * x_k`` averaged over
 the batch, whose weights were fitted elsewhere (the transfer benchmark fits them on real proxy updates).
 
@@ -50,6 +56,8 @@ class StepReward(ABC):
     """How much adding a batch of rows to the selection is worth."""
 
     name: str = "reward"
+    #: trains on the examples' texts: needs ``pool`` (the features' pool) and ``val_pool`` (target problems)
+    reads_texts: bool = False
 
     @abstractmethod
     def reset(self) -> None:
@@ -58,6 +66,10 @@ class StepReward(ABC):
     @abstractmethod
     def step(self, rows: np.ndarray) -> float:
         """The reward for adding ``rows`` (table row positions) to the selection."""
+
+    def finish(self, rows: np.ndarray) -> float:
+        """A terminal reward for the whole selection ``rows``, added to the last step's (0 unless overridden)."""
+        return 0.0
 
     def describe(self) -> dict[str, Any]:
         """The settings that define this reward (recorded beside a saved policy)."""
@@ -150,6 +162,7 @@ class ProxyReward(StepReward):
     """Train the proxy's LoRA on the batch for a few steps; reward = drop in validation loss."""
 
     name = "proxy"
+    reads_texts = True
 
     def __init__(self, table: FeatureTable, val_table: FeatureTable | None = None, *, pool: Sequence,
                  val_pool: Sequence, model: str = "tiny", lr: float = 1e-3, steps: int = 2, val_subsample: int = 16,
@@ -217,6 +230,103 @@ class ProxyReward(StepReward):
         return {"name": self.name, **self.settings}
 
 
+class TrainedReward(StepReward):
+    """Terminal reward: fine-tune a fresh LoRA of ``model`` on the episode's selection; the gain on a target half.
+
+    Steps earn 0; ``finish`` trains ``epochs`` passes over the selection (batches of ``batch_size`` in a seeded
+    order, AdamW at ``lr`` decaying linearly to 0, as the target's fine-tuning) from the same initial adapter
+    every episode, then scores ``val_pool`` (greedy answers checked by the verifier, or minus the reference
+    answers' loss) and returns the gain over the untrained model's score.
+    """
+
+    name = "trained"
+    reads_texts = True
+    SCORES = ("accuracy", "loss")
+
+    def __init__(self, table: FeatureTable, val_table: FeatureTable | None = None, *, pool: Sequence,
+                 val_pool: Sequence, model: str = "mini", lr: float = 1e-3, epochs: float = 3.0, batch_size: int = 8,
+                 score: str = "accuracy", max_new_tokens: int = 16, max_length: int = 256, lora_r: int = 8,
+                 seed: int = 0) -> None:
+        from selectgym.data.verify import scorable
+
+        if score not in self.SCORES:
+            raise SelectgymError(f"the trained reward's score must be one of {', '.join(self.SCORES)}, got {score!r}")
+        if lr <= 0 or epochs <= 0 or batch_size < 1 or max_new_tokens < 1:
+            raise SelectgymError(f"the trained reward needs lr > 0, epochs > 0, batch_size >= 1 and max_new_tokens "
+                                 f">= 1 (got {lr}, {epochs}, {batch_size}, {max_new_tokens})")
+        by_id = {ex.id: ex for ex in pool}
+        missing = [i for i in table.ids if i not in by_id]
+        if missing:
+            raise SelectgymError(f"{len(missing)} feature rows (e.g. {missing[0]!r}) are not in the given pool; "
+                                 f"pass the pool the features were computed from")
+        self.val_pool = list(val_pool)
+        if not self.val_pool or (score == "accuracy" and not any(scorable(ex) for ex in self.val_pool)):
+            raise SelectgymError("the trained reward needs target problems with reference answers (val_pool)")
+        self.examples = [by_id[i] for i in table.ids]
+        self.settings = {"model": model, "lr": lr, "epochs": epochs, "batch_size": batch_size, "score": score,
+                         "max_new_tokens": max_new_tokens, "max_length": max_length, "lora_r": lora_r, "seed": seed}
+        self.lr, self.epochs, self.batch_size, self.score = float(lr), float(epochs), int(batch_size), score
+        self.max_new_tokens, self.max_length, self.seed = int(max_new_tokens), int(max_length), int(seed)
+        base, self.tokenizer = load_model(model)
+        self.model = attach_lora(base, LoraSpec(r=lora_r, alpha=2 * lora_r), seed=seed)
+        self.params = [p for _, p in lora_parameters(self.model)]
+        self.initial = [p.detach().clone() for p in self.params]
+        self.episodes = 0
+        self.baseline = self._score()
+
+    def reset(self) -> None:
+        pass
+
+    def step(self, rows: np.ndarray) -> float:
+        return 0.0
+
+    def _score(self) -> float:
+        from selectgym.data.verify import score as verify
+        from selectgym.proxies.losses import sft_losses
+        from selectgym.proxies.rollouts import TransformersGenerator
+
+        self.model.eval()
+        with torch.no_grad():
+            if self.score == "loss":
+                return -float(sft_losses(self.model, self.tokenizer, self.val_pool, batch_size=16,
+                                         max_length=self.max_length).astype(np.float64).mean())
+            out = TransformersGenerator(self.model, self.tokenizer, batch_size=16).generate(
+                [ex.prompt for ex in self.val_pool], n=1, max_new_tokens=self.max_new_tokens, temperature=0.0)
+        return float(np.mean([verify(ex, row[0]) for ex, row in zip(self.val_pool, out, strict=True)]))
+
+    def train_on(self, rows: Sequence[int]) -> None:
+        """Fine-tune the adapter, from its initial state, on the examples at table ``rows``."""
+        rows = np.asarray(rows, dtype=np.int64)
+        with torch.no_grad():
+            for p, p0 in zip(self.params, self.initial, strict=True):
+                p.copy_(p0)
+        n_steps = max(1, int(np.ceil(self.epochs * np.ceil(len(rows) / self.batch_size))))
+        optimizer = torch.optim.AdamW(self.params, lr=self.lr, weight_decay=0.0)
+        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda k: 1.0 - k / n_steps)
+        rng = np.random.default_rng([self.seed, len(rows)])
+        order: list[int] = []
+        self.model.train()
+        for _ in range(n_steps):
+            if len(order) < self.batch_size:
+                order += [int(r) for r in rng.permutation(rows)]
+            batch, order = order[:self.batch_size], order[self.batch_size:]
+            items = [render_example(self.tokenizer, self.examples[r], self.max_length) for r in batch]
+            optimizer.zero_grad(set_to_none=True)
+            sequence_losses(self.model, collate(items, self.tokenizer.pad_token_id)).mean().backward()
+            optimizer.step()
+            schedule.step()
+
+    def finish(self, rows: np.ndarray) -> float:
+        if len(rows) == 0:
+            return 0.0
+        self.train_on(rows)
+        self.episodes += 1
+        return self._score() - self.baseline
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name, **self.settings}
+
+
 class LearnedReward(StepReward):
     """``bias + weights . x`` of each example's columns (``selectgym.envs.summaries.example_matrix``), batch mean."""
 
@@ -251,8 +361,9 @@ class LearnedReward(StepReward):
 
 
 #: reward name -> class; every class takes ``(table, val_table, **settings)``.
-REWARDS = Registry("reward", {"linear": LinearReward, "proxy": ProxyReward, "learned": LearnedReward,
-                              "none": NoReward}, base=StepReward, fixed=("table", "val_table"))
+REWARDS = Registry("reward", {"linear": LinearReward, "proxy": ProxyReward, "trained": TrainedReward,
+                              "learned": LearnedReward, "none": NoReward},
+                   base=StepReward, fixed=("table", "val_table"))
 
 
 def make_reward(reward: str | StepReward, table: FeatureTable, val_table: FeatureTable | None,

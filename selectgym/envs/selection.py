@@ -152,5 +152,7 @@ class SelectionEnv(AgentTraits, gym.Env):
         reward = float(self.reward.step(rows))
         self._on_take(slot)
         terminated = self.n_taken >= self.budget
+        if terminated:
+            reward += float(self.reward.finish(self.selected_rows()))
         info = {"slot": slot, "redirected": redirected}  # kept small: vector envs deep-copy it every step
         return self._observation(), reward, terminated, False, info

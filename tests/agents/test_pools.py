@@ -26,7 +26,7 @@ def test_target_halves_are_written_and_a_single_problem_is_refused(tmp_path):
     assert [json.loads(line)["id"] for line in (tmp_path / "x.jsonl").open()] == ["a0", "a2"]
     assert [json.loads(line)["id"] for line in (tmp_path / "y.jsonl").open()] == ["a1"]
     src.write_text(json.dumps({"id": "a0"}) + "\n")
-    with pytest.raises(SelectgymError, match="at least two target problems"):
+    with pytest.raises(SelectgymError, match="at least 2 target problems"):
         write_target_halves(src, tmp_path / "x.jsonl", tmp_path / "y.jsonl")
 
 
@@ -45,3 +45,11 @@ def test_a_pool_built_with_the_old_split_is_rebuilt(tmp_path):
     (tmp_path / "suite" / "val_a.jsonl").write_text("")
     build_pool(suite, tmp_path, pools)
     assert len((tmp_path / "suite" / "val_a.jsonl").read_text().splitlines()) == 4
+
+
+def test_a_target_splits_in_three_alternating_within_each_task():
+    rows = [{"id": f"{t}{i}", "meta": {"task": t}} for t in ("a", "b") for i in range(4)]
+    parts = split_target(rows, 3)
+    assert [[r["id"] for r in p] for p in parts] == [["a0", "a3", "b0", "b3"], ["a1", "b1"], ["a2", "b2"]]
+    with pytest.raises(SelectgymError, match="2 or more parts"):
+        split_target(rows, 1)

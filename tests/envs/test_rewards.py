@@ -103,3 +103,70 @@ def test_proxy_reward_is_positive_on_the_validation_examples_and_resets(val_pool
     for p, p0 in zip(reward.params, initial, strict=True):
         np.testing.assert_array_equal(p.detach().numpy(), p0.numpy())
     assert reward.step(rows) == pytest.approx(first, rel=1e-5)
+
+
+def test_trained_reward_pays_at_the_end_and_starts_each_episode_from_the_same_adapter(val_pool):
+    table = FeatureTable([ex.id for ex in val_pool], {})
+    reward = make_reward("trained", table, None, pool=val_pool, val_pool=val_pool, model="tiny", lr=5e-3,
+                         epochs=4, batch_size=4, score="loss", seed=0)
+    initial = [p.detach().clone() for p in reward.params]
+    rows = np.arange(len(val_pool))
+    assert reward.step(rows[:4]) == 0.0  # steps earn nothing: the selection is scored once, whole
+    first = reward.finish(rows)
+    assert first > 0  # trained on the very problems it is scored on, the loss of their answers falls
+    assert any(not np.allclose(p.detach().numpy(), p0.numpy()) for p, p0 in zip(reward.params, initial, strict=True))
+    reward.reset()
+    assert reward.finish(rows) == pytest.approx(first, rel=1e-5)  # the same adapter and order every episode
+    assert reward.finish(rows[:0]) == 0.0
+    assert reward.describe()["score"] == "loss"
+
+
+def test_trained_reward_scores_accuracy_against_the_untrained_model(val_pool, monkeypatch):
+    table = FeatureTable([ex.id for ex in val_pool], {})
+    reward = make_reward("trained", table, None, pool=val_pool, val_pool=val_pool, model="tiny", epochs=1, seed=0)
+    # accuracy is the verifier's share of greedy answers; with every answer judged right it is 1, and the reward
+    # is the gain over the untrained model's accuracy, measured once when the reward was made
+    monkeypatch.setattr("selectgym.data.verify.score", lambda ex, completion: 1.0)
+    assert reward.finish(np.arange(4)) == pytest.approx(1.0 - reward.baseline)
+    with pytest.raises(SelectgymError, match="score must be one of"):
+        make_reward("trained", table, None, pool=val_pool, val_pool=val_pool, model="tiny", score="bleu")
+    with pytest.raises(SelectgymError, match="not in the given pool"):
+        make_reward("trained", FeatureTable(["nope"], {}), None, pool=val_pool, val_pool=val_pool, model="tiny")
+
+
+def test_an_env_adds_the_terminal_reward_to_its_last_step():
+    from selectgym.envs.rewards import StepReward
+
+    class Terminal(StepReward):
+        name = "terminal"
+
+        def __init__(self):
+            self.finished = []
+
+        def reset(self):
+            pass
+
+        def step(self, rows):
+            return 0.0
+
+        def finish(self, rows):
+            self.finished.append(sorted(int(r) for r in rows))
+            return 10.0
+
+    from tests.envs.synthetic import synthetic_tables
+
+    train, val = synthetic_tables(seed=0)[:2]
+    import gymnasium as gym
+
+    import selectgym.envs  # noqa: F401  (registers the envs)
+
+    for env_id in ("selectgym/ExampleSelect-v0", "selectgym/FeatureSelect-v0"):
+        terminal = Terminal()
+        env = gym.make(env_id, table=train, val_table=val, budget=6, reward=terminal).unwrapped
+        env.reset(seed=0)
+        rewards, done = [], False
+        while not done:
+            _, r, done, _, _ = env.step(0)
+            rewards.append(r)
+        assert rewards[-1] == 10.0 and sum(rewards[:-1]) == 0.0
+        assert terminal.finished == [sorted(int(r) for r in env.selected_rows())]
