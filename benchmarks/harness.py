@@ -27,9 +27,9 @@ from selectgym.data.suite import SuiteConfig
 from selectgym.envs.summaries import zscore
 from selectgym.selectors import get_selector
 
-__all__ = ["BASELINES", "EVAL_POOLS", "HEADLINE_CONFIGS", "HELD_OUT_FAMILIES", "KINDS", "POLICY_CONFIG",
-           "TRAIN_FAMILIES", "PoolSpec", "bench_config", "pick", "policy_config", "selection", "train_policies",
-           "training_pools"]
+__all__ = ["BASELINES", "EVAL_POOLS", "FIDELITY_FAMILIES", "HEADLINE_CONFIGS", "HELD_OUT_FAMILIES", "KINDS",
+           "POLICY_CONFIG", "TRAIN_FAMILIES", "PoolSpec", "bench_config", "pick", "policy_config", "selection",
+           "train_policies", "training_pools"]
 
 
 # -- the default policy and the transfer benchmark's pools -----------------------------------------------------
@@ -54,6 +54,10 @@ HELD_OUT_FAMILIES: dict[str, dict[str, Any]] = {
     "lcm": {}, "products": {}, "simple_equations": {}, "decimal_arithmetic": {}, "prime_factorization": {},
     "fraction_simplification": {}, "number_filtering": {}, "leg_counting": {},
 }
+#: families ``mini`` answers (gcd 0.28, letter_counting 0.31 before training) that the default policy does not train
+#: on either: the reward-fidelity benchmark's held-out pool takes its targets from them, since on the families above
+#: ``mini`` scores 0.00-0.04, before and after training
+FIDELITY_FAMILIES: dict[str, dict[str, Any]] = {"gcd": {}, "letter_counting": {}}
 assert not set(TRAIN_FAMILIES) & set(HELD_OUT_FAMILIES)
 
 
@@ -75,7 +79,7 @@ class PoolSpec:
         return [*self.target, *self.off_target]
 
     def suite_config(self, seed: int, validation_size: int = 64) -> SuiteConfig:
-        table = {**TRAIN_FAMILIES, **HELD_OUT_FAMILIES}
+        table = {**TRAIN_FAMILIES, **HELD_OUT_FAMILIES, **FIDELITY_FAMILIES}
         return SuiteConfig(seed=seed, size=self.size, validation_size=validation_size,
                            target_share=self.target_share, defect_rate=self.defect_rate,
                            target_tasks={f: table[f] for f in self.target},
