@@ -1,7 +1,7 @@
 """Reward fidelity: does an env reward's return rank selections the way the target's accuracy after training does?
 
 An agent learns exactly what its return measures. This benchmark takes many 5% selections of two pools (the
-built-in suite, and a pool drawn only from families the default policy never trained on), spanning the whole
+built-in suite, and a pool of other families, ``FIDELITY_FAMILIES`` as targets), spanning the whole
 quality range: random draws, the top picks of every selector and fixed rule, and controlled mixes built from the
 ground-truth labels (defect share, off-target share, balance between the target's subtasks; the labels build
 selections here, never a reward). For each selection it records
@@ -62,9 +62,10 @@ from selectgym.utils import write_json
 
 OUT = ROOT / "runs" / "reward-fidelity"
 BUDGET = 0.05
-#: the two pools: the demo's suite, and one drawn only from families the default policy never trained on. Its
-#: targets are two that ``mini`` answers (``FIDELITY_FAMILIES``): on the transfer benchmark's held-out targets it
-#: scores 0.00-0.04 before and after training, which leaves no accuracy to rank selections by.
+#: the two pools: the demo's suite, and one of other families: off-target families no policy trained on, and two
+#: target families that ``mini`` answers (``FIDELITY_FAMILIES``; the policies of ``trained_policy`` never saw them,
+#: the shipped default did). On the transfer benchmark's held-out targets ``mini`` scores 0.00-0.04 before and after
+#: training, which leaves no accuracy to rank selections by.
 FAMILIES = {**FIDELITY_FAMILIES, **HELD_OUT_FAMILIES}
 POOLS = {"suite": SuiteConfig(seed=0, size=600, validation_size=600),
          "heldout": SuiteConfig(seed=11, size=600, validation_size=600, target_share=0.35, defect_rate=0.3,

@@ -81,7 +81,8 @@ class ExampleSelectEnv(AgentTraits, gym.Env):
 
     ## Arguments
     * ``table``, ``val_table``, ``reward_val_table``: the pool, its target, and the reward's target.
-    * ``pools``: more ``(table, val_table, reward_val_table)`` triples to draw from at every reset.
+    * ``pools``: more ``(table, val_table, reward_val_table)`` triples to draw from at every reset; a fourth item, a
+      dict, adds that pool's own reward settings (the texts a ``trained`` or ``proxy`` reward trains on).
     * ``budget``, ``chunk``, ``features``, ``reward``, ``reward_kwargs``, ``train_grad``, ``val_grad``,
       ``redundancy_feature`` (``embedding``).
 
@@ -107,16 +108,18 @@ class ExampleSelectEnv(AgentTraits, gym.Env):
                  redundancy_feature: str = "embedding", alignment_target: str = "mean") -> None:
         if chunk < 1:
             raise SelectgymError(f"chunk must be >= 1, got {chunk}")
-        triples = [(table, val_table, reward_val_table), *[tuple(p) + (None,) * (3 - len(p)) for p in pools]]
+        # each pool: (table, val_table, reward_val_table[, what its reward reads beyond its settings: its texts])
+        triples = [(table, val_table, reward_val_table, None), *[tuple(p) + (None,) * (4 - len(p)) for p in pools]]
         self.chunk, self.budget_setting = int(chunk), budget
         self.observed, self.columns = observed_columns(features), candidate_columns(features)
         self.states, self.rewards = [], []
-        for t, v, rv in triples:
+        for t, v, rv, context in triples:
             self.states.append(t.derived(("example_select", tuple(features or ()), train_grad, val_grad,
                                           redundancy_feature, alignment_target, id(v)),
                                          lambda t=t, v=v: PoolState(t, v, features, train_grad, val_grad,
                                                                     redundancy_feature, alignment_target)))
-            self.rewards.append(make_reward(reward, t, rv if rv is not None else v, **(reward_kwargs or {})))
+            self.rewards.append(make_reward(reward, t, rv if rv is not None else v,
+                                            **{**(reward_kwargs or {}), **(context or {})}))
             need = resolve_budget(budget, len(t))
             if len(t) < need + 1:
                 raise SelectgymError(f"a pool of {len(t)} examples is too small for a budget of {need}")

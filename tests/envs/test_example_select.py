@@ -96,3 +96,16 @@ def test_learned_reward_on_alignment_z_alone_reads_the_alignment(tables):
     reward = LearnedReward(train, val, weights={"alignment_z": 1.0})
     assert np.abs(reward.values).max() > 0  # not a column of zeros
     np.testing.assert_allclose(reward.values, x[:, names.index("alignment_z")])
+
+
+def test_a_pool_can_bring_its_own_reward_settings(tables):
+    # a reward that trains on texts needs each pool's own; a fourth item of a pool entry gives them
+    train, val = tables
+    other, other_val = synthetic_tables(seed=1, prefix="other")
+    env = make(tables, reward="learned", reward_kwargs={"weights": {"alignment": 1.0}},
+               pools=[(other, other_val, None, {"weights": {"alignment": -2.0}, "bias": 1.0})])
+    first, second = env.rewards
+    assert first.settings == {"weights": {"alignment": 1.0}, "bias": 0.0}
+    assert second.settings == {"weights": {"alignment": -2.0}, "bias": 1.0}
+    x, _, names = example_matrix(other, other_val, ["alignment"])
+    np.testing.assert_allclose(second.values, -2.0 * x[:, names.index("alignment")] + 1.0)
