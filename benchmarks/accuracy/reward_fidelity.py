@@ -334,7 +334,7 @@ def report(argv: list[str] | None, before: list[float], started: float) -> dict[
                    np.array([r["rewards"]["trained"] for r in runs["mini"].values()]))
             for name, (sels, runs) in loaded.items()}
     out: dict[str, Any] = {"command": command_line(__file__, argv), "environment": environment(),
-                           "proxy_digest": weights_digest("mini"), "budget": BUDGET, "default": "learned_fit",
+                           "proxy_digest": weights_digest("mini"), "budget": BUDGET, "default": "linear",
                            "pools": {}, "datamodel_weights": {}, "reward_seconds_per_selection": {},
                            "learned_fit_weights": {"all_pools": fit_learned(fits)}}
     for name, (sels, runs) in loaded.items():
@@ -401,7 +401,10 @@ def markdown(rep: dict[str, Any]) -> str:
             lines += [f"## {pool}, target {target}: {r['selections']} selections", "",
                       f"Noise ceiling {r['noise_ceiling']:+.2f} ({r['seeds_twice']} selections trained twice; for "
                       f"the two-seed mean {r['noise_ceiling_two_seed_mean']}). Accuracy from "
-                      f"{r['accuracy_range'][0]:.3f} to {r['accuracy_range'][1]:.3f}.", "",
+                      f"{r['accuracy_range'][0]:.3f} to {r['accuracy_range'][1]:.3f}."
+                      + (f" The ceiling and the one-seed column read only the {r['seeds_twice']} selections trained "
+                         "twice (the methods' picks first), a narrower sample than the rho column's: compare them "
+                         "with each other, not with rho." if r["seeds_twice"] < r["selections"] else ""), "",
                       "| reward | rho | 95% interval | one seed | share of the ceiling |", "|---|---:|---|---:|---:|"]
             for name, v in sorted(r["rewards"].items(), key=lambda kv: -kv[1]["rho"]):
                 share = v["rho_one_seed"] / r["noise_ceiling"] if r["noise_ceiling"] > 0 else float("nan")
