@@ -6,7 +6,8 @@ pools, and the only one that sees what goes wrong on the held-out pool: LESS's t
 policy's, score below random there. This trains the default policy's design (``configs/policy_transfer.yaml``:
 ExampleSelect, PPO, the training pools drawn from its families less the two the held-out pool aims at) once on that
 reward and once on ``linear``, with
-the same seed and steps, and scores both, the shipped default policy, LESS, LESS with subtasks balanced and random
+the same seed and steps, and scores both, the shipped default policy (alone, and with its budget shared between
+the target's subtasks), LESS, LESS with subtasks balanced and random
 with ``mini`` as the target on the reward-fidelity pools (5 fine-tuning seeds each, scored on the target third no
 feature and no reward aimed at).
 
@@ -40,7 +41,7 @@ from selectgym.utils import cache_dir, stable_hash, write_json
 
 WORK = fidelity.ROOT / "runs" / "trained-policy"
 TRAINED = {"model": "mini", "score": "loss", "seed": 1000, **fidelity.MINI_FT}
-METHODS = ("policy_trained", "policy_linear", "default", "less", "less_balanced", "random")
+METHODS = ("policy_trained", "policy_linear", "default", "default_balanced", "less", "less_balanced", "random")
 
 
 def training_pools() -> TrainingPools:
