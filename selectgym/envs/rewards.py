@@ -149,6 +149,16 @@ class LinearReward(StepReward):
                 "train_grad": self.train_grad, "val_grad": self.val_grad}
 
 
+def table_examples(table: FeatureTable, pool: Sequence) -> list:
+    """The pool's examples in the table's row order (a reward that trains on texts reads them by row)."""
+    by_id = {ex.id: ex for ex in pool}
+    missing = [i for i in table.ids if i not in by_id]
+    if missing:
+        raise SelectgymError(f"{len(missing)} feature rows (e.g. {missing[0]!r}) are not in the given pool; "
+                             f"pass the pool the features were computed from")
+    return [by_id[i] for i in table.ids]
+
+
 def _prepared_grads(grads: np.ndarray, normalise: bool) -> np.ndarray:
     """Training gradients as float64, scaled to unit length with ``normalise`` (zero rows stay zero)."""
     grads = np.asarray(grads, dtype=np.float64)
@@ -170,14 +180,9 @@ class ProxyReward(StepReward):
         if steps < 1 or lr <= 0 or val_subsample < 1 or micro_batch < 1:
             raise SelectgymError(f"proxy reward needs steps >= 1, lr > 0, val_subsample >= 1 and micro_batch >= 1 "
                                  f"(got {steps}, {lr}, {val_subsample}, {micro_batch})")
-        by_id = {ex.id: ex for ex in pool}
-        missing = [i for i in table.ids if i not in by_id]
-        if missing:
-            raise SelectgymError(f"{len(missing)} feature rows (e.g. {missing[0]!r}) are not in the given pool; "
-                                 f"pass the pool the features were computed from")
+        self.examples = table_examples(table, pool)
         if len(val_pool) == 0:
             raise SelectgymError("the proxy reward needs a non-empty validation pool")
-        self.examples = [by_id[i] for i in table.ids]
         self.settings = {"model": model, "lr": lr, "steps": steps, "val_subsample": val_subsample,
                          "max_length": max_length, "micro_batch": micro_batch, "lora_r": lora_r, "seed": seed}
         self.lr, self.steps, self.max_length, self.micro_batch = lr, steps, max_length, micro_batch
@@ -254,15 +259,10 @@ class TrainedReward(StepReward):
         if lr <= 0 or epochs <= 0 or batch_size < 1 or max_new_tokens < 1:
             raise SelectgymError(f"the trained reward needs lr > 0, epochs > 0, batch_size >= 1 and max_new_tokens "
                                  f">= 1 (got {lr}, {epochs}, {batch_size}, {max_new_tokens})")
-        by_id = {ex.id: ex for ex in pool}
-        missing = [i for i in table.ids if i not in by_id]
-        if missing:
-            raise SelectgymError(f"{len(missing)} feature rows (e.g. {missing[0]!r}) are not in the given pool; "
-                                 f"pass the pool the features were computed from")
+        self.examples = table_examples(table, pool)
         self.val_pool = list(val_pool)
         if not self.val_pool or (score == "accuracy" and not any(scorable(ex) for ex in self.val_pool)):
             raise SelectgymError("the trained reward needs target problems with reference answers (val_pool)")
-        self.examples = [by_id[i] for i in table.ids]
         self.settings = {"model": model, "lr": lr, "epochs": epochs, "batch_size": batch_size, "score": score,
                          "max_new_tokens": max_new_tokens, "max_length": max_length, "lora_r": lora_r, "seed": seed}
         self.lr, self.epochs, self.batch_size, self.score = float(lr), float(epochs), int(batch_size), score
