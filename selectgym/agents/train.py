@@ -44,8 +44,8 @@ def make_env(cfg: AgentConfig, table: FeatureTable, val_table: FeatureTable | No
              reward_kwargs: dict[str, Any] | None = None, labels: np.ndarray | None = None,
              pools: Sequence[tuple] = (), reward_val_table: FeatureTable | None = None) -> Callable[[], gym.Env]:
     """A thunk building one monitored env (the clusters are computed once and shared between copies);
-    ``pools`` (an env with ``many_pools``) are more ``(table, val_table, reward_val_table)`` to draw from at each
-    reset, and ``reward_val_table`` the target the first pool's reward reads instead of ``val_table``."""
+    ``pools`` (an env with ``many_pools``) are more ``(table, val_table, reward_val_table[, reward settings])`` to draw
+    from at each reset, and ``reward_val_table`` the target the first pool's reward reads instead of ``val_table``."""
     env_cls = env_class(cfg.env_id)
     extra: dict[str, Any] = {"labels": labels} if env_cls.clusters else {}
     if env_cls.many_pools:
@@ -130,8 +130,9 @@ def train_agent(cfg: AgentConfig, table: FeatureTable, val_table: FeatureTable |
     ``pools`` (an env with ``many_pools``): more ``(table, val_table, reward_val_table)`` triples; each episode draws
     one of them or ``table`` (domain randomisation); ``reward_val_table`` is the target ``table``'s reward reads (a
     split the observed alignment never saw).
-    ``reward_context`` adds objects a reward needs beyond its settings (the proxy reward's ``pool`` and
-    ``val_pool``). Returns the trained model; ``out`` gets the zip and its JSON sidecar.
+    ``reward_context`` adds objects a reward needs beyond its settings (the ``pool`` and ``val_pool`` texts of a reward
+    that trains on them, ``proxy`` or ``trained``); over many pools, each other pool's come as its fourth item.
+    Returns the trained model; ``out`` gets the zip and its JSON sidecar.
     """
     reward_kwargs = {**cfg.reward_kwargs, **(reward_context or {})}
     with preserved_global_rngs():

@@ -33,7 +33,8 @@ class ClusterSelectEnv(SelectionEnv):
     ## Rewards
     The configured reward (``selectgym.envs.rewards``) of the rows added: ``linear`` (first-order
     validation-loss drop with a redundancy penalty), ``proxy`` (validation-loss drop of the proxy after
-    training on them; the paper's reward) or ``none``.
+    training on them; the paper's reward), ``learned``, ``trained`` (terminal: paid on the last step, after fine-tuning
+    ``mini`` on the whole selection) or ``none``.
 
     ## Starting State
     No cluster taken (the observation is all zeros). Rows inside a cluster are ranked by ``order_by``; a random

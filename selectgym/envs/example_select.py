@@ -74,7 +74,8 @@ class ExampleSelectEnv(AgentTraits, gym.Env):
     ## Rewards
     The configured step reward of the one-example batch (``selectgym.envs.rewards``); with
     ``reward_val_table`` the reward reads that target table instead of ``val_table``, so a reward can be
-    measured on a split of the target the observed alignment never saw.
+    measured on a split of the target the observed alignment never saw. A terminal reward (``trained``) is added to
+    the last step's.
 
     ## Episode End
     Terminates when ``budget`` examples (of the drawn pool) are taken.

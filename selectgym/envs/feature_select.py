@@ -59,7 +59,8 @@ class FeatureSelectEnv(SelectionEnv):
     ## Rewards
     The configured reward (``selectgym.envs.rewards``) of the batch: ``linear`` (first-order
     validation-loss drop with a redundancy penalty), ``proxy`` (validation-loss drop of the proxy after
-    training on it) or ``none``.
+    training on it), ``learned``, ``trained`` (terminal: paid on the last step, after fine-tuning ``mini`` on the
+    whole selection) or ``none``.
 
     ## Starting State
     Nothing taken: every slot holds all its examples, the budget is whole. Inside a slot examples come in

@@ -1,7 +1,8 @@
 """Rewards of the selection envs: one interface, chosen by name in a config (``REWARDS``).
 
 A reward is told, step by step, which rows of the training table were added to the selection, and returns
-how much that batch is worth. ``reset`` starts a new episode from the same initial state.
+how much that batch is worth; ``finish`` is told the whole selection when the budget is spent, and a terminal
+reward pays there (the env adds it to the last step). ``reset`` starts a new episode from the same initial state.
 
 ``linear`` (first-order estimate, thousands of steps/s). With ``g_B`` the mean projected training gradient
 of the batch, ``g_V`` the mean validation gradient and ``g_T`` the mean gradient of the rows taken before::
@@ -20,9 +21,9 @@ the (subsampled, seeded) validation loss; adapter and optimizer return to their 
 
 ``trained`` is the real thing, made cheap: a terminal reward. At the end of the episode it fine-tunes a fresh
 LoRA adapter of ``model`` (``mini`` by default, seconds) on the whole selection, as the target's fine-tuning does
-(AdamW, linear decay, ``epochs`` over the selection in seeded batches), and scores it on its own target half with the
-verifier (``score="accuracy"``, greedy answers) or the reference answers' loss (``"loss"``, negated); the reward is
-the gain over the untrained model. Give it target problems the observations were not aligned to.
+(AdamW, linear decay, ``epochs`` reshuffled passes, gradients clipped), and scores it on target problems of its own
+with the verifier (``score="accuracy"``, greedy answers) or the reference answers' loss (``"loss"``, negated); the
+reward is the gain over the untrained model. Give it target problems the observations were not aligned to.
 
 ``learned`` is a linear model of an example's own features, ``bias + sum_k weights[k] * x_k`` averaged over
 the batch, whose weights were fitted elsewhere (the transfer benchmark fits them on real proxy updates).
@@ -271,7 +272,6 @@ class TrainedReward(StepReward):
         self.model = attach_lora(base, LoraSpec(r=lora_r, alpha=2 * lora_r), seed=seed)
         self.params = [p for _, p in lora_parameters(self.model)]
         self.initial = [p.detach().clone() for p in self.params]
-        self.episodes = 0
         self.baseline = self._score()
 
     def reset(self) -> None:
@@ -295,32 +295,37 @@ class TrainedReward(StepReward):
         return float(np.mean([verify(ex, row[0]) for ex, row in zip(self.val_pool, out, strict=True)]))
 
     def train_on(self, rows: Sequence[int]) -> None:
-        """Fine-tune the adapter, from its initial state, on the examples at table ``rows``."""
-        rows = np.asarray(rows, dtype=np.int64)
+        """Fine-tune the adapter, from its initial state, on the examples at table ``rows`` (a set: the order they
+        were picked in does not matter). As the target's trainer does: each pass over them reshuffled (seeded) in
+        batches of ``batch_size``, the last one short; ``epochs`` passes, AdamW, linear decay to 0, gradients
+        clipped to norm 1."""
+        rows = np.sort(np.asarray(rows, dtype=np.int64))
         with torch.no_grad():
             for p, p0 in zip(self.params, self.initial, strict=True):
                 p.copy_(p0)
-        n_steps = max(1, int(np.ceil(self.epochs * np.ceil(len(rows) / self.batch_size))))
+        per_pass = int(np.ceil(len(rows) / self.batch_size))
+        n_steps = max(1, int(np.ceil(self.epochs * per_pass)))
+        rng = np.random.default_rng([self.seed, len(rows)])
+        batches: list[np.ndarray] = []
+        while len(batches) < n_steps:
+            order = rng.permutation(rows)
+            batches += [order[i:i + self.batch_size] for i in range(0, len(order), self.batch_size)]
         optimizer = torch.optim.AdamW(self.params, lr=self.lr, weight_decay=0.0)
         schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda k: 1.0 - k / n_steps)
-        rng = np.random.default_rng([self.seed, len(rows)])
-        order: list[int] = []
         self.model.train()
-        for _ in range(n_steps):
-            if len(order) < self.batch_size:
-                order += [int(r) for r in rng.permutation(rows)]
-            batch, order = order[:self.batch_size], order[self.batch_size:]
-            items = [render_example(self.tokenizer, self.examples[r], self.max_length) for r in batch]
+        for batch in batches[:n_steps]:
+            items = [render_example(self.tokenizer, self.examples[int(r)], self.max_length) for r in batch]
             optimizer.zero_grad(set_to_none=True)
             sequence_losses(self.model, collate(items, self.tokenizer.pad_token_id)).mean().backward()
+            torch.nn.utils.clip_grad_norm_(self.params, 1.0)
             optimizer.step()
             schedule.step()
+        optimizer.zero_grad(set_to_none=True)
 
     def finish(self, rows: np.ndarray) -> float:
         if len(rows) == 0:
             return 0.0
         self.train_on(rows)
-        self.episodes += 1
         return self._score() - self.baseline
 
     def describe(self) -> dict[str, Any]:

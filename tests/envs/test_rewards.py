@@ -117,6 +117,7 @@ def test_trained_reward_pays_at_the_end_and_starts_each_episode_from_the_same_ad
     assert any(not np.allclose(p.detach().numpy(), p0.numpy()) for p, p0 in zip(reward.params, initial, strict=True))
     reward.reset()
     assert reward.finish(rows) == pytest.approx(first, rel=1e-5)  # the same adapter and order every episode
+    assert reward.finish(rows[::-1]) == pytest.approx(first, rel=1e-5)  # a set: the picking order does not count
     assert reward.finish(rows[:0]) == 0.0
     assert reward.describe()["score"] == "loss"
 
