@@ -21,8 +21,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--eval-features", default=None, help="feature folder of a held-out pool to evaluate on")
     parser.add_argument("--out", default="policy.zip", help="where to save the policy (one .zip)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
-    parser.add_argument("--pool", default=None, help="training pool file (only the proxy reward needs the texts)")
-    parser.add_argument("--val", default=None, help="validation file (only the proxy reward needs the texts)")
+    parser.add_argument("--pool", default=None, help="training pool file (the proxy and trained rewards train on "
+                        "its texts)")
+    parser.add_argument("--val", default=None, help="target problems those rewards score (not the ones --features "
+                        "aimed at)")
     parser.add_argument("--pools-dir", default=None, help="where drawn training pools and their features go "
                                                           "(default: a cache folder under $SELECTGYM_CACHE/pools)")
     from selectgym.agents.config import AgentConfig
@@ -97,8 +99,17 @@ def _run_over_pools(cfg, args: argparse.Namespace) -> int:
     folder = Path(args.pools_dir) if args.pools_dir else cache_dir() / "pools" / stable_hash(
         dataclasses.asdict(pools_cfg))
     triples = build_pools(pools_cfg, folder, progress=cfg.progress_bar)
+    contexts: list[dict | None] = [None] * len(triples)
+    from selectgym.envs.rewards import REWARDS
+
+    if REWARDS.resolve(cfg.reward).reads_texts:  # each pool's reward trains on its own texts, scores its own half
+        from selectgym.data.io import load_pool
+
+        contexts = [{"pool": load_pool(folder / f"pool{i}" / "suite" / "sft.jsonl"),
+                     "val_pool": load_pool(folder / f"pool{i}" / "suite" / "val_b.jsonl")} for i in range(len(triples))]
     (train, val, reward_val), rest = triples[0], triples[1:]
-    train_agent(cfg, train, val, out=args.out, pools=rest, reward_val_table=reward_val,
+    train_agent(cfg, train, val, out=args.out, pools=[(*t, c) for t, c in zip(rest, contexts[1:], strict=True)],
+                reward_val_table=reward_val, reward_context=contexts[0],
                 feature_config=pools_cfg.feature_config("sft").to_dict())
     print(f"trained {cfg.algo} on {cfg.env_id} over {len(triples)} pools ({sum(len(t[0]) for t in triples)} "
           f"examples, features in {folder}) for {cfg.timesteps} steps; saved {args.out}")

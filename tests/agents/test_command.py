@@ -72,6 +72,22 @@ def test_train_agent_draws_its_own_pools_and_the_policy_selects_on_a_new_one(tmp
     assert len(sel.ids) == 3 and set(sel.ids) <= set(train.ids)
 
 
+@pytest.mark.slow
+def test_train_agent_over_drawn_pools_gives_each_pool_its_texts_for_the_trained_reward(tmp_path, capsys):
+    import yaml
+
+    cfg = yaml.safe_load((ROOT / "configs" / "policy_transfer.yaml").read_text())
+    cfg["training_pools"].update(n_pools=2, sizes=[40], validation_size=8, proxy="tiny", proj_dim=32)
+    cfg.update(timesteps=64, n_envs=1, n_steps=32, minibatch_size=32, chunk=8, reward="trained",
+               reward_kwargs={"model": "tiny", "score": "loss", "epochs": 1})
+    config = tmp_path / "policy.yaml"
+    config.write_text(yaml.safe_dump(cfg))
+    code = main(["train-agent", "--config", str(config), "--out", str(tmp_path / "policy.zip"), "--pools-dir",
+                 str(tmp_path / "pools"), "--no-progress-bar"])
+    assert code == 0, capsys.readouterr().err  # each pool's reward found its own rows' texts
+    assert read_sidecar(tmp_path / "policy.zip")["config"]["reward"] == "trained"
+
+
 def test_training_pools_need_example_select_and_known_keys(tmp_path, capsys):
     code = main(["train-agent", "--training-pools", "{families: {gcd: {}, lcm: {}}}", "--no-progress-bar"])
     assert code == 2 and "ExampleSelect" in capsys.readouterr().err
