@@ -13,8 +13,8 @@ selections here, never a reward). For each selection it records
   trains on it, ``linear`` on Adam gradients, ``proxy``, ``learned`` with the transfer benchmark's weights, and
   ``trained``, the terminal reward that fine-tunes ``mini`` on the selection and scores the **reward** third);
   the features aim at the **observe** third;
-- single features of the selection as reference lines (mean LESS score, mean LESS-sgd score, mean loss, useful
-  share, balance between the target's subtasks).
+- single features of the selection as reference lines (mean LESS score, mean LESS-sgd score, mean loss, mean
+  length, useful share, balance between the target's subtasks).
 
 The report gives Spearman's rho of each with the accuracy (the mean of the two seeds), a bootstrap 95% interval,
 and the noise ceiling: rho between the two seeds' accuracies of the same selections. ``datamodel`` is a ridge
@@ -169,7 +169,8 @@ def selections(folder: Path, train, val, n_random: int) -> list[dict[str, Any]]:
 
 
 # -- what each selection is worth: rewards, references, accuracy -------------------------------------------------
-def env_returns(folder: Path, train, val, rows: list[int], cache: dict) -> dict[str, float]:
+def env_returns(folder: Path, train, val, rows: list[int], cache: dict,
+                only: tuple[str, ...] = ()) -> dict[str, float]:
     """The return of an episode that takes ``rows``: one row per step (ExampleSelect) for the per-example rewards,
     batches of 8 (FeatureSelect) for ``proxy``, and the terminal ``trained`` reward."""
     if not cache:
@@ -186,6 +187,8 @@ def env_returns(folder: Path, train, val, rows: list[int], cache: dict) -> dict[
                                         **TRAINED)})
     out = {}
     for name, reward in cache.items():
+        if only and name not in only:
+            continue
         reward.reset()
         steps = [rows[i:i + 8] for i in range(0, len(rows), 8)] if name == "proxy" else [[r] for r in rows]
         total = sum(reward.step(np.array(s)) for s in steps)
@@ -227,7 +230,8 @@ def smollm2_subset(sels: list[dict[str, Any]], n: int) -> list[int]:
     return (order + rest)[:n]
 
 
-def run_pool(name: str, target: str, n_smollm2: int, repeat_smollm2: int, n_random: int) -> None:
+def run_pool(name: str, target: str, n_smollm2: int, repeat_smollm2: int, n_random: int,
+             recompute: tuple[str, ...] = ()) -> None:
     folder = build(name)
     train, val = tables(folder)
     sels = selections(folder, train, val, n_random)
@@ -242,6 +246,11 @@ def run_pool(name: str, target: str, n_smollm2: int, repeat_smollm2: int, n_rand
         s = sels[i]
         seeds = (0, 1) if target == "mini" or k < repeat_smollm2 else (0,)
         record = done.get(s["name"], {})
+        if recompute and target == "mini" and "rewards" in record:  # the named rewards only, after they changed
+            record["rewards"].update(env_returns(folder, train, val, s["rows"], reward_cache, only=recompute))
+            done[s["name"]] = record
+            write_json(path, done)
+            continue
         if all(str(seed) in record.get("accuracy", {}) for seed in seeds) and (target != "mini" or "rewards" in record):
             continue
         record.setdefault("accuracy", {})
@@ -322,6 +331,23 @@ def fit_learned(pools: dict[str, tuple[list[list[int]], np.ndarray, np.ndarray]]
     return dict(zip(LEARNED_COLUMNS, np.round(model.coef_, 4).tolist(), strict=True))
 
 
+def per_selection(name: str, sels: dict, runs: dict) -> list[dict[str, Any]]:
+    """Every selection's figures: accuracy per target (mean of its seeds), the mini runs' rewards and references,
+    and how many picks each target family got (ground truth, for reading the table only)."""
+    pool = load_pool(OUT / name / "suite" / "sft.jsonl")
+    targets = sorted({ex.meta["task"] for ex in pool if ex.meta["on_target"]})
+    out = []
+    for key, rec in runs["mini"].items():
+        tasks = [pool[r].meta["task"] for r in sels[key]["rows"]]
+        out.append({"name": key, "kind": sels[key]["kind"],
+                    "accuracy": {t: round(float(np.mean([a["accuracy"] for a in recs[key]["accuracy"].values()])), 4)
+                                 for t, recs in runs.items() if key in recs},
+                    "rewards": {k: round(v, 5) for k, v in rec["rewards"].items()},
+                    "references": {k: round(v, 5) for k, v in rec["references"].items()},
+                    "target_family_picks": {t: tasks.count(t) for t in targets}})
+    return out
+
+
 def report(argv: list[str] | None, before: list[float], started: float) -> dict[str, Any]:
     loaded = {}
     for name in POOLS:
@@ -336,6 +362,7 @@ def report(argv: list[str] | None, before: list[float], started: float) -> dict[
     out: dict[str, Any] = {"command": command_line(__file__, argv), "environment": environment(),
                            "proxy_digest": weights_digest("mini"), "budget": BUDGET, "default": "linear",
                            "pools": {}, "datamodel_weights": {}, "reward_seconds_per_selection": {},
+                           "selections": {},
                            "learned_fit_weights": {"all_pools": fit_learned(fits)}}
     for name, (sels, runs) in loaded.items():
         mini = runs["mini"]
@@ -378,6 +405,7 @@ def report(argv: list[str] | None, before: list[float], started: float) -> dict[
                                     if sels[s]["kind"] == "method"}}
         secs = [mini[s]["reward_seconds"] for s in names]
         out["reward_seconds_per_selection"][name] = round(float(np.median(secs)), 2)
+        out["selections"][name] = per_selection(name, sels, runs)
     out["seconds_this_call"] = round(time.perf_counter() - started, 1)
     out["load_note"] = load_note(before, load_average())
     return out
@@ -389,9 +417,11 @@ def markdown(rep: dict[str, Any]) -> str:
              f"(weights {rep['proxy_digest']}), selections of {rep['budget']:.0%}.", "",
              "Spearman's rho between each reward's episode return (or a single feature of the selection) and the "
              "accuracy of the target trained on the selection (mean of its training seeds), scored on a third of "
-             "the target set no feature or reward aimed at; [95% bootstrap interval]. The noise ceiling is rho "
-             "between two training seeds' accuracies of the same selections; *one seed* is a reward's rho with a "
-             "single seed's accuracy (the mean over both seeds), the figure to hold against that ceiling.", "",
+             "the target set no feature or reward aimed at; [95% bootstrap interval]. r is the rho between two "
+             "training seeds' accuracies of the same selections: a perfect reward would reach sqrt(r) with one "
+             "seed's accuracy and sqrt(2r / (1 + r)) with the two seeds' mean (the ceiling for the rho column). *One "
+             "seed* is a reward's rho with a single seed's accuracy (the mean over both seeds); its share of the "
+             "ceiling is that over sqrt(r).", "",
              "`datamodel` and `learned_fit` are fitted on the other pool's selections, to the `trained` reward (the "
              "reward third), never to the scored accuracy.", ""]
     for pool, targets in rep["pools"].items():
@@ -399,15 +429,17 @@ def markdown(rep: dict[str, Any]) -> str:
             if not isinstance(r, dict):
                 continue
             lines += [f"## {pool}, target {target}: {r['selections']} selections", "",
-                      f"Noise ceiling {r['noise_ceiling']:+.2f} ({r['seeds_twice']} selections trained twice; for "
-                      f"the two-seed mean {r['noise_ceiling_two_seed_mean']}). Accuracy from "
+                      f"Seed-to-seed rho r = {r['noise_ceiling']:+.2f} ({r['seeds_twice']} selections trained twice"
+                      + (f"; ceiling for the two-seed mean {r['noise_ceiling_two_seed_mean']:.2f}"
+                         if r["noise_ceiling_two_seed_mean"] is not None else "") + "). Accuracy from "
                       f"{r['accuracy_range'][0]:.3f} to {r['accuracy_range'][1]:.3f}."
                       + (f" The ceiling and the one-seed column read only the {r['seeds_twice']} selections trained "
                          "twice (the methods' picks first), a narrower sample than the rho column's: compare them "
                          "with each other, not with rho." if r["seeds_twice"] < r["selections"] else ""), "",
                       "| reward | rho | 95% interval | one seed | share of the ceiling |", "|---|---:|---|---:|---:|"]
             for name, v in sorted(r["rewards"].items(), key=lambda kv: -kv[1]["rho"]):
-                share = v["rho_one_seed"] / r["noise_ceiling"] if r["noise_ceiling"] > 0 else float("nan")
+                ceiling = np.sqrt(r["noise_ceiling"]) if r["noise_ceiling"] > 0 else float("nan")
+                share = v["rho_one_seed"] / ceiling
                 lines.append(f"| `{name}` | {v['rho']:+.2f} | [{v['ci'][0]:+.2f}, {v['ci'][1]:+.2f}] | "
                              f"{v['rho_one_seed']:+.2f} | {share:.0%} |")
             lines += ["", "| reference (mean over the selection) | rho |", "|---|---:|"]
@@ -431,11 +463,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--smollm2", type=int, default=30, help="selections of the suite SmolLM2 is trained on")
     parser.add_argument("--smollm2-repeat", type=int, default=10, help="of those, trained with a second seed")
     parser.add_argument("--report-only", action="store_true")
+    parser.add_argument("--recompute", nargs="+", default=(), metavar="REWARD",
+                        help="recompute only these rewards of the saved mini runs (after the reward changed)")
     args = parser.parse_args(argv)
     before, started = load_average(), time.perf_counter()
     if not args.report_only:
         for name in args.pools if args.target == "mini" else ["suite"]:
-            run_pool(name, args.target, args.smollm2, args.smollm2_repeat, args.random)
+            run_pool(name, args.target, args.smollm2, args.smollm2_repeat, args.random, tuple(args.recompute))
     rep = report(argv, before, started)
     write_results(RESULTS / "reward_fidelity", rep, markdown(rep))
     print(markdown(rep))
