@@ -32,12 +32,12 @@ from benchmarks.envelope import RESULTS, command_line, environment, load_average
 from benchmarks.harness import FIDELITY_FAMILIES, pick, policy_config
 from selectgym.agents import AgentConfig
 from selectgym.agents.policy_file import policy_path
-from selectgym.agents.pools import TrainingPools, build_pools
-from selectgym.agents.train import train_agent
+from selectgym.agents.pools import TrainingPools
+from selectgym.agents.train import train_over_pools
 from selectgym.data.io import load_pool
 from selectgym.proxies.models import weights_digest
 from selectgym.selectors.coverage import subtask_labels
-from selectgym.utils import cache_dir, stable_hash, write_json
+from selectgym.utils import stable_hash, write_json
 
 WORK = fidelity.ROOT / "runs" / "trained-policy"
 TRAINED = {"model": "mini", "score": "loss", "seed": 1000, **fidelity.MINI_FT}
@@ -61,19 +61,10 @@ def train(reward: str, kwargs: dict, seed: int, timesteps: int) -> tuple[Path, f
     if path.exists():
         return path, float(seconds.read_text())
     settings = {k: v for k, v in policy_config().items() if k != "training_pools"}
-    pools_cfg = training_pools()
-    folder = cache_dir() / "pools" / stable_hash(dataclasses.asdict(pools_cfg))
-    triples = build_pools(pools_cfg, folder)
-    contexts = [{"pool": load_pool(folder / f"pool{i}" / "suite" / "sft.jsonl"),
-                 "val_pool": load_pool(folder / f"pool{i}" / "suite" / "val_b.jsonl")} if reward == "trained" else None
-                for i in range(len(triples))]
     cfg = AgentConfig(**{**settings, "reward": reward, "reward_kwargs": kwargs, "timesteps": timesteps,
                          "seed": seed, "progress_bar": False, "eval_freq": 0})
     started = time.perf_counter()
-    (table, val, reward_val), rest = triples[0], triples[1:]
-    train_agent(cfg, table, val, out=path, reward_context=contexts[0], reward_val_table=reward_val,
-                pools=[(*t, c) for t, c in zip(rest, contexts[1:], strict=True)],
-                feature_config=pools_cfg.feature_config("sft").to_dict())
+    train_over_pools(cfg, training_pools(), out=path)
     elapsed = time.perf_counter() - started
     seconds.write_text(f"{elapsed:.1f}")
     return path, elapsed

@@ -109,6 +109,22 @@ def build_pool(suite: SuiteConfig, folder: Path, features: TrainingPools) -> tup
     return merge_tables([train for train, _, _ in tables.values()]), tables["sft"][1], val_b
 
 
+def pools_folder(cfg: TrainingPools) -> Path:
+    """Where drawn pools of these settings are cached: one folder per settings under ``$SELECTGYM_CACHE/pools``."""
+    from selectgym.utils import cache_dir, stable_hash
+
+    return cache_dir() / "pools" / stable_hash(asdict(cfg))
+
+
+def pool_texts(folder: str | Path, n_pools: int) -> list[dict[str, Any]]:
+    """Each built pool's texts, for a reward that trains on them: its SFT examples (``pool``) and the half of its
+    target the features never aimed at (``val_pool``)."""
+    from selectgym.data.io import load_pool
+
+    files = [Path(folder) / f"pool{i}" / "suite" for i in range(n_pools)]
+    return [{"pool": load_pool(f / "sft.jsonl"), "val_pool": load_pool(f / "val_b.jsonl")} for f in files]
+
+
 def build_pools(cfg: TrainingPools, folder: str | Path, progress: bool = False) -> list[tuple]:
     """Every drawn pool's ``(train, val_a, val_b)`` tables, built (or reused) under ``folder/pool<i>``."""
     from tqdm.auto import tqdm

@@ -167,3 +167,21 @@ def _eval_callback(cfg: AgentConfig, eval_env: VecEnv) -> BaseCallback:
                                     log_path=log_path, deterministic=True, verbose=0)
     return EvalCallback(eval_env, n_eval_episodes=cfg.n_eval_episodes, eval_freq=every, log_path=log_path,
                         deterministic=True, verbose=0)
+
+
+def train_over_pools(cfg: AgentConfig, pools: Any, out: str | Path, folder: str | Path | None = None):
+    """Train ``cfg`` over drawn training pools (``selectgym.agents.pools.TrainingPools``), built or reused in
+    ``folder`` (default: their cache folder); a reward that trains on texts gets each pool's own. Returns the
+    model, the pools' ``(train, val, reward_val)`` tables and the folder."""
+    from selectgym.agents.pools import build_pools, pool_texts, pools_folder
+    from selectgym.envs.rewards import REWARDS
+
+    folder = Path(folder) if folder else pools_folder(pools)
+    triples = build_pools(pools, folder, progress=cfg.progress_bar)
+    texts = pool_texts(folder, len(triples)) if REWARDS.resolve(cfg.reward).reads_texts else [None] * len(triples)
+    (train, val, reward_val), rest = triples[0], triples[1:]
+    model = train_agent(cfg, train, val, out=out, pools=[(*t, c) for t, c in zip(rest, texts[1:], strict=True)],
+                        reward_val_table=reward_val, reward_context=texts[0],
+                        feature_config=pools.feature_config("sft").to_dict())
+    return model, triples, folder
+

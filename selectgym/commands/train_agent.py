@@ -87,30 +87,14 @@ def _run_over_pools(cfg, args: argparse.Namespace) -> int:
     """Draw the configured pools, compute their features (cached), train one policy over all of them."""
     import dataclasses
 
-    from selectgym.agents.pools import TrainingPools, build_pools
-    from selectgym.agents.train import train_agent
-    from selectgym.utils import cache_dir, stable_hash
+    from selectgym.agents.pools import TrainingPools
+    from selectgym.agents.train import train_over_pools
 
     known = {f.name for f in dataclasses.fields(TrainingPools)}
     unknown = sorted(set(cfg.training_pools) - known)
     if unknown:
         raise SelectgymError(f"training_pools has unknown key(s) {unknown}; it takes {sorted(known)}")
-    pools_cfg = TrainingPools(**cfg.training_pools)
-    folder = Path(args.pools_dir) if args.pools_dir else cache_dir() / "pools" / stable_hash(
-        dataclasses.asdict(pools_cfg))
-    triples = build_pools(pools_cfg, folder, progress=cfg.progress_bar)
-    contexts: list[dict | None] = [None] * len(triples)
-    from selectgym.envs.rewards import REWARDS
-
-    if REWARDS.resolve(cfg.reward).reads_texts:  # each pool's reward trains on its own texts, scores its own half
-        from selectgym.data.io import load_pool
-
-        contexts = [{"pool": load_pool(folder / f"pool{i}" / "suite" / "sft.jsonl"),
-                     "val_pool": load_pool(folder / f"pool{i}" / "suite" / "val_b.jsonl")} for i in range(len(triples))]
-    (train, val, reward_val), rest = triples[0], triples[1:]
-    train_agent(cfg, train, val, out=args.out, pools=[(*t, c) for t, c in zip(rest, contexts[1:], strict=True)],
-                reward_val_table=reward_val, reward_context=contexts[0],
-                feature_config=pools_cfg.feature_config("sft").to_dict())
+    _, triples, folder = train_over_pools(cfg, TrainingPools(**cfg.training_pools), args.out, args.pools_dir)
     print(f"trained {cfg.algo} on {cfg.env_id} over {len(triples)} pools ({sum(len(t[0]) for t in triples)} "
           f"examples, features in {folder}) for {cfg.timesteps} steps; saved {args.out}")
     return 0
