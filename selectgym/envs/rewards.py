@@ -282,17 +282,15 @@ class TrainedReward(StepReward):
 
     def _score(self) -> float:
         from selectgym.data.verify import score as verify
-        from selectgym.proxies.losses import sft_losses
-        from selectgym.proxies.rollouts import TransformersGenerator
+        from selectgym.proxies.losses import validation_loss
+        from selectgym.proxies.rollouts import greedy_completions
 
         self.model.eval()
         with torch.no_grad():
             if self.score == "loss":
-                return -float(sft_losses(self.model, self.tokenizer, self.val_pool, batch_size=16,
-                                         max_length=self.max_length).astype(np.float64).mean())
-            out = TransformersGenerator(self.model, self.tokenizer, batch_size=16).generate(
-                [ex.prompt for ex in self.val_pool], n=1, max_new_tokens=self.max_new_tokens, temperature=0.0)
-        return float(np.mean([verify(ex, row[0]) for ex, row in zip(self.val_pool, out, strict=True)]))
+                return -validation_loss(self.model, self.tokenizer, self.val_pool, max_length=self.max_length)
+            said = greedy_completions(self.model, self.tokenizer, self.val_pool, max_new_tokens=self.max_new_tokens)
+        return float(np.mean([verify(ex, c) for ex, c in zip(self.val_pool, said, strict=True)]))
 
     def train_on(self, rows: Sequence[int]) -> None:
         """Fine-tune the adapter, from its initial state, on the examples at table ``rows`` (a set: the order they

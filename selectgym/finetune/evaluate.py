@@ -15,21 +15,8 @@ from selectgym.data.pool import Pool
 from selectgym.data.verify import score
 from selectgym.errors import SelectgymError
 from selectgym.proxies.dpo import dpo_reward_gaps
-from selectgym.proxies.losses import sft_losses
-from selectgym.proxies.rollouts import TransformersGenerator
-
-
-def greedy_completions(model, tokenizer, pool: Pool, *, max_new_tokens: int = 16, batch_size: int = 16) -> list[str]:
-    """One greedy completion per example, in pool order."""
-    generator = TransformersGenerator(model, tokenizer, batch_size=batch_size)
-    out = generator.generate([ex.prompt for ex in pool], n=1, max_new_tokens=max_new_tokens, temperature=0.0)
-    return [row[0] for row in out]
-
-
-def validation_loss(model, tokenizer, pool: Pool, *, batch_size: int = 16, max_length: int = 512) -> float:
-    """Mean over examples of the token-mean NLL of the reference answer (prompt tokens masked)."""
-    return float(sft_losses(model, tokenizer, list(pool), batch_size=batch_size, max_length=max_length)
-                 .astype(np.float64).mean())
+from selectgym.proxies.losses import validation_loss
+from selectgym.proxies.rollouts import greedy_completions
 
 
 def check_evaluable(pool: Pool) -> None:

@@ -28,3 +28,10 @@ def sft_losses(model, tokenizer, examples: Sequence[Example], *, batch_size: int
         out[rows] = sequence_losses(model, batch).float().cpu().numpy()
     model.train(was_training)
     return out
+
+
+def validation_loss(model, tokenizer, examples: Sequence[Example], *, batch_size: int = 16,
+                    max_length: int = 512) -> float:
+    """Mean over examples of the token-mean NLL of the reference answer (prompt tokens masked)."""
+    return float(sft_losses(model, tokenizer, list(examples), batch_size=batch_size, max_length=max_length)
+                 .astype(np.float64).mean())

@@ -137,6 +137,14 @@ class TransformersGenerator(Generator):
         return out
 
 
+def greedy_completions(model, tokenizer, examples: Sequence, *, max_new_tokens: int = 16,
+                       batch_size: int = 16) -> list[str]:
+    """One greedy completion per example (its ``prompt``), in order."""
+    generator = TransformersGenerator(model, tokenizer, batch_size=batch_size)
+    out = generator.generate([ex.prompt for ex in examples], n=1, max_new_tokens=max_new_tokens, temperature=0.0)
+    return [row[0] for row in out]
+
+
 def prompt_seed(seed: int, *index: int) -> int:
     """A per-request seed: one shared seed would give every prompt the same random stream (correlated samples)."""
     return int(np.random.SeedSequence([seed, *index]).generate_state(1)[0])
