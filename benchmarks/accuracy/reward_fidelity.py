@@ -11,7 +11,9 @@ selections here, never a reward). For each selection it records
   aimed at;
 - the return of an episode that takes that selection, for every env reward (``linear`` as the default policy
   trains on it, ``linear`` on Adam gradients, ``proxy``, ``learned`` with the transfer benchmark's weights, and
-  ``trained``, the terminal reward that fine-tunes ``mini`` on the selection and scores the **reward** third);
+  ``trained``, the terminal reward that fine-tunes ``mini`` on the selection and scores the **reward** third,
+  by accuracy or by the answers' loss, once or averaged over several training runs: ``trained_x3``,
+  ``trained_loss_x4``);
   the features aim at the **observe** third;
 - single features of the selection as reference lines (mean LESS score, mean LESS-sgd score, mean loss, mean
   length, useful share, balance between the target's subtasks).
@@ -169,10 +171,11 @@ def selections(folder: Path, train, val, n_random: int) -> list[dict[str, Any]]:
 
 
 # -- what each selection is worth: rewards, references, accuracy -------------------------------------------------
-def env_returns(folder: Path, train, val, rows: list[int], cache: dict,
-                only: tuple[str, ...] = ()) -> dict[str, float]:
+def env_returns(folder: Path, train, val, rows: list[int], cache: dict, only: tuple[str, ...] = (),
+                seconds: dict[str, float] | None = None) -> dict[str, float]:
     """The return of an episode that takes ``rows``: one row per step (ExampleSelect) for the per-example rewards,
-    batches of 8 (FeatureSelect) for ``proxy``, and the terminal ``trained`` reward."""
+    batches of 8 (FeatureSelect) for ``proxy``, and the terminal ``trained`` rewards; each one's seconds into
+    ``seconds``."""
     if not cache:
         pool, reward_pool = load_pool(folder / "suite" / "sft.jsonl"), load_pool(folder / "reward.jsonl")
         learned = json.loads((RESULTS / "transfer.json").read_text())["reward_study"]["learned_weights"]
@@ -184,15 +187,22 @@ def env_returns(folder: Path, train, val, rows: list[int], cache: dict,
                                  model="mini", lr=1e-3, steps=2, val_subsample=64, seed=0),
             "trained": make_reward("trained", train, val, pool=pool, val_pool=reward_pool, **TRAINED),
             "trained_loss": make_reward("trained", train, val, pool=pool, val_pool=reward_pool, score="loss",
-                                        **TRAINED)})
+                                        **TRAINED),
+            # the mean of several training runs: one run's seed noise is the size of what it ranks
+            "trained_x3": make_reward("trained", train, val, pool=pool, val_pool=reward_pool, repeats=3, **TRAINED),
+            "trained_loss_x4": make_reward("trained", train, val, pool=pool, val_pool=reward_pool, score="loss",
+                                           repeats=4, **TRAINED)})
     out = {}
     for name, reward in cache.items():
         if only and name not in only:
             continue
+        started = time.perf_counter()
         reward.reset()
         steps = [rows[i:i + 8] for i in range(0, len(rows), 8)] if name == "proxy" else [[r] for r in rows]
         total = sum(reward.step(np.array(s)) for s in steps)
         out[name] = float(total + reward.finish(np.array(rows)))
+        if seconds is not None:
+            seconds[name] = time.perf_counter() - started
     return out
 
 
@@ -247,7 +257,8 @@ def run_pool(name: str, target: str, n_smollm2: int, repeat_smollm2: int, n_rand
         seeds = (0, 1) if target == "mini" or k < repeat_smollm2 else (0,)
         record = done.get(s["name"], {})
         if recompute and target == "mini" and "rewards" in record:  # the named rewards only, after they changed
-            record["rewards"].update(env_returns(folder, train, val, s["rows"], reward_cache, only=recompute))
+            record["rewards"].update(env_returns(folder, train, val, s["rows"], reward_cache, only=recompute,
+                                                 seconds=record.setdefault("seconds_by_reward", {})))
             done[s["name"]] = record
             write_json(path, done)
             continue
@@ -259,7 +270,8 @@ def run_pool(name: str, target: str, n_smollm2: int, repeat_smollm2: int, n_rand
                 record["accuracy"][str(seed)] = accuracy(folder, s["ids"], target, seed)
         if target == "mini":
             started = time.perf_counter()
-            record["rewards"] = env_returns(folder, train, val, s["rows"], reward_cache)
+            record["rewards"] = env_returns(folder, train, val, s["rows"], reward_cache,
+                                            seconds=record.setdefault("seconds_by_reward", {}))
             record["reward_seconds"] = time.perf_counter() - started
             record["references"] = references(train, val, subtasks, s["rows"], pool, ref_cache)
         done[s["name"]] = record
@@ -405,6 +417,10 @@ def report(argv: list[str] | None, before: list[float], started: float) -> dict[
                                     if sels[s]["kind"] == "method"}}
         secs = [mini[s]["reward_seconds"] for s in names]
         out["reward_seconds_per_selection"][name] = round(float(np.median(secs)), 2)
+        timed = {r for s in names for r in mini[s].get("seconds_by_reward", {})}
+        out.setdefault("episode_seconds_by_reward", {})[name] = {
+            r: round(float(np.median([mini[s]["seconds_by_reward"][r] for s in names
+                                      if r in mini[s].get("seconds_by_reward", {})])), 2) for r in sorted(timed)}
         out["selections"][name] = per_selection(name, sels, runs)
     out["seconds_this_call"] = round(time.perf_counter() - started, 1)
     out["load_note"] = load_note(before, load_average())
@@ -446,6 +462,10 @@ def markdown(rep: dict[str, Any]) -> str:
             for name, v in sorted(r["references"].items(), key=lambda kv: -kv[1]):
                 lines.append(f"| {name} | {v:+.2f} |")
             lines.append("")
+    for pool, timed in rep.get("episode_seconds_by_reward", {}).items():
+        if timed:
+            lines += [f"Seconds per episode ({pool}, median over its selections, timed while the benchmark ran): "
+                      + ", ".join(f"`{r}` {t:.2f}" for r, t in timed.items()) + ".", ""]
     lines += ["## Fitted weights", "", "`learned_fit` (per-example columns, alignment on Adam gradients):", ""]
     for name, w in rep["learned_fit_weights"].items():
         lines.append(f"- {name}: " + ", ".join(f"{k} {v:+.4f}" for k, v in w.items()))

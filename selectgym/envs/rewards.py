@@ -242,7 +242,10 @@ class TrainedReward(StepReward):
     Steps earn 0; ``finish`` trains ``epochs`` passes over the selection (batches of ``batch_size`` in a seeded
     order, AdamW at ``lr`` decaying linearly to 0, as the target's fine-tuning) from the same initial adapter
     every episode, then scores ``val_pool`` (greedy answers checked by the verifier, or minus the reference
-    answers' loss) and returns the gain over the untrained model's score.
+    answers' loss) and returns the gain over the untrained model's score. ``repeats`` > 1 trains that many times,
+    each from its own initial adapter (seeds ``seed``, ``seed + 1``, ...) and batch order, and returns the mean
+    gain: one training run's seed-to-seed noise is as large as the differences between selections it ranks
+    (``benchmarks/results/reward_fidelity.md``), and the mean of k runs has k times less of its variance.
     """
 
     name = "trained"
@@ -252,27 +255,30 @@ class TrainedReward(StepReward):
     def __init__(self, table: FeatureTable, val_table: FeatureTable | None = None, *, pool: Sequence,
                  val_pool: Sequence, model: str = "mini", lr: float = 1e-3, epochs: float = 3.0, batch_size: int = 8,
                  score: str = "accuracy", max_new_tokens: int = 16, max_length: int = 256, lora_r: int = 8,
-                 seed: int = 0) -> None:
+                 seed: int = 0, repeats: int = 1) -> None:
         from selectgym.data.verify import scorable
 
         if score not in self.SCORES:
             raise SelectgymError(f"the trained reward's score must be one of {', '.join(self.SCORES)}, got {score!r}")
-        if lr <= 0 or epochs <= 0 or batch_size < 1 or max_new_tokens < 1:
-            raise SelectgymError(f"the trained reward needs lr > 0, epochs > 0, batch_size >= 1 and max_new_tokens "
-                                 f">= 1 (got {lr}, {epochs}, {batch_size}, {max_new_tokens})")
+        if lr <= 0 or epochs <= 0 or batch_size < 1 or max_new_tokens < 1 or repeats < 1:
+            raise SelectgymError(f"the trained reward needs lr > 0, epochs > 0, batch_size >= 1, max_new_tokens "
+                                 f">= 1 and repeats >= 1 (got {lr}, {epochs}, {batch_size}, {max_new_tokens}, "
+                                 f"{repeats})")
         self.examples = table_examples(table, pool)
         self.val_pool = list(val_pool)
         if not self.val_pool or (score == "accuracy" and not any(scorable(ex) for ex in self.val_pool)):
             raise SelectgymError("the trained reward needs target problems with reference answers (val_pool)")
         self.settings = {"model": model, "lr": lr, "epochs": epochs, "batch_size": batch_size, "score": score,
-                         "max_new_tokens": max_new_tokens, "max_length": max_length, "lora_r": lora_r, "seed": seed}
+                         "max_new_tokens": max_new_tokens, "max_length": max_length, "lora_r": lora_r, "seed": seed,
+                         "repeats": repeats}
         self.lr, self.epochs, self.batch_size, self.score = float(lr), float(epochs), int(batch_size), score
         self.max_new_tokens, self.max_length, self.seed = int(max_new_tokens), int(max_length), int(seed)
         base, self.tokenizer = load_model(model)
         self.model = attach_lora(base, LoraSpec(r=lora_r, alpha=2 * lora_r), seed=seed)
         self.params = [p for _, p in lora_parameters(self.model)]
-        self.initial = [p.detach().clone() for p in self.params]
-        self.baseline = self._score()
+        self.initials = [[p.detach().clone() for p in self.params]]
+        self.initials += [self._fresh_adapter(seed + i) for i in range(1, int(repeats))]
+        self.baseline = self._score()  # every initial adapter is the base model (LoRA's B starts at zero)
 
     def reset(self) -> None:
         pass
@@ -292,18 +298,34 @@ class TrainedReward(StepReward):
             said = greedy_completions(self.model, self.tokenizer, self.val_pool, max_new_tokens=self.max_new_tokens)
         return float(np.mean([verify(ex, c) for ex, c in zip(self.val_pool, said, strict=True)]))
 
-    def train_on(self, rows: Sequence[int]) -> None:
-        """Fine-tune the adapter, from its initial state, on the examples at table ``rows`` (a set: the order they
-        were picked in does not matter). As the target's trainer does: each pass over them reshuffled (seeded) in
-        batches of ``batch_size``, the last one short; ``epochs`` passes, AdamW, linear decay to 0, gradients
+    def _fresh_adapter(self, seed: int) -> list[torch.Tensor]:
+        """Another initial adapter, drawn as peft draws one (A uniform, B zero) from ``seed`` in a forked RNG; the
+        adapter is put back to the first one after."""
+        from peft.tuners.lora import LoraLayer
+
+        with torch.random.fork_rng(devices=[]), torch.no_grad():
+            torch.manual_seed(seed)
+            for module in self.model.modules():
+                if isinstance(module, LoraLayer):
+                    module.reset_lora_parameters("default", True)
+        state = [p.detach().clone() for p in self.params]
+        with torch.no_grad():
+            for p, p0 in zip(self.params, self.initials[0], strict=True):
+                p.copy_(p0)
+        return state
+
+    def train_on(self, rows: Sequence[int], repeat: int = 0) -> None:
+        """Fine-tune the adapter, from initial state ``repeat``, on the examples at table ``rows`` (a set: the order
+        they were picked in does not matter). As the target's trainer does: each pass over them reshuffled (seeded)
+        in batches of ``batch_size``, the last one short; ``epochs`` passes, AdamW, linear decay to 0, gradients
         clipped to norm 1."""
         rows = np.sort(np.asarray(rows, dtype=np.int64))
         with torch.no_grad():
-            for p, p0 in zip(self.params, self.initial, strict=True):
+            for p, p0 in zip(self.params, self.initials[repeat], strict=True):
                 p.copy_(p0)
         per_pass = int(np.ceil(len(rows) / self.batch_size))
         n_steps = max(1, int(np.ceil(self.epochs * per_pass)))
-        rng = np.random.default_rng([self.seed, len(rows)])
+        rng = np.random.default_rng([self.seed + repeat, len(rows)])
         batches: list[np.ndarray] = []
         while len(batches) < n_steps:
             order = rng.permutation(rows)
@@ -323,8 +345,11 @@ class TrainedReward(StepReward):
     def finish(self, rows: np.ndarray) -> float:
         if len(rows) == 0:
             return 0.0
-        self.train_on(rows)
-        return self._score() - self.baseline
+        gains = []
+        for repeat in range(len(self.initials)):
+            self.train_on(rows, repeat)
+            gains.append(self._score() - self.baseline)
+        return float(np.mean(gains))
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, **self.settings}

@@ -9,6 +9,7 @@ import pytest
 
 from selectgym.envs.rewards import LinearReward, ProxyReward, make_reward
 from selectgym.errors import SelectgymError
+from selectgym.proxies.lora import lora_parameters
 from selectgym.proxies.table import FeatureTable
 
 
@@ -120,6 +121,29 @@ def test_trained_reward_pays_at_the_end_and_starts_each_episode_from_the_same_ad
     assert reward.finish(rows[::-1]) == pytest.approx(first, rel=1e-5)  # a set: the picking order does not count
     assert reward.finish(rows[:0]) == 0.0
     assert reward.describe()["score"] == "loss"
+
+
+def test_trained_reward_with_repeats_averages_runs_from_other_adapters_and_orders(val_pool):
+    table = FeatureTable([ex.id for ex in val_pool], {})
+    settings = {"pool": val_pool, "val_pool": val_pool, "model": "tiny", "lr": 5e-3, "epochs": 2, "batch_size": 4,
+                "score": "loss"}
+    rows = np.arange(len(val_pool))
+    one = make_reward("trained", table, None, seed=3, **settings)
+    three = make_reward("trained", table, None, seed=3, repeats=3, **settings)
+    assert three.baseline == pytest.approx(one.baseline)  # every initial adapter is the base model (B = 0) ...
+    a0, a1 = (dict(zip([n for n, _ in lora_parameters(three.model)], init, strict=True)) for init in three.initials[:2])
+    assert not np.allclose(a0[next(n for n in a0 if "lora_A" in n)], a1[next(n for n in a1 if "lora_A" in n)])
+    assert all(not v.any() for n, v in a1.items() if "lora_B" in n)  # ... with its own draw of A
+    gains = []
+    for repeat in range(3):
+        three.train_on(rows, repeat)
+        gains.append(three._score() - three.baseline)
+    assert gains[0] == pytest.approx(one.finish(rows), rel=1e-5)  # the first repeat is the single run
+    assert len({round(g, 6) for g in gains}) == 3
+    assert three.finish(rows) == pytest.approx(np.mean(gains), rel=1e-5)
+    assert three.describe()["repeats"] == 3
+    with pytest.raises(SelectgymError, match="repeats >= 1"):
+        make_reward("trained", table, None, seed=3, repeats=0, **settings)
 
 
 def test_trained_reward_scores_accuracy_against_the_untrained_model(val_pool, monkeypatch):
