@@ -41,7 +41,15 @@ from selectgym.utils import stable_hash, write_json
 
 WORK = fidelity.ROOT / "runs" / "trained-policy"
 TRAINED = {"model": "mini", "score": "loss", "seed": 1000, **fidelity.MINI_FT}
-METHODS = ("policy_trained", "policy_linear", "default", "default_balanced", "less", "less_balanced", "random")
+#: the policies trained here: (name, reward, its settings, the features observed when not the default design's)
+POLICIES = (("policy_trained", "trained", TRAINED, None),
+            ("policy_linear", "linear", policy_config()["reward_kwargs"], None),
+            # the loss too: the fixed rule LESS-sgd minus the z-scored loss is the best one with SmolLM2 as the
+            # target (reward_fidelity.md), and a grounded reward can pay for what the loss tells, where `linear`,
+            # a sum of alignments, cannot
+            ("policy_trained_loss_obs", "trained", TRAINED, ["alignment", "loss"]))
+METHODS = ("policy_trained", "policy_linear", "policy_trained_loss_obs", "default", "default_balanced", "less",
+           "less_balanced", "random")
 
 
 def training_pools() -> TrainingPools:
@@ -52,17 +60,19 @@ def training_pools() -> TrainingPools:
     return TrainingPools(**{**settings, "families": families})
 
 
-def train(reward: str, kwargs: dict, seed: int, timesteps: int) -> tuple[Path, float]:
+def train(reward: str, kwargs: dict, seed: int, timesteps: int, observe: list[str] | None = None) -> tuple[Path, float]:
     """The default policy's design trained over its training pools on ``reward`` (each pool's texts and the
-    reward half of its target given to a reward that reads texts)."""
-    key = stable_hash([reward, kwargs, timesteps, dataclasses.asdict(training_pools())], 8)
+    reward half of its target given to a reward that reads texts); ``observe`` replaces the features it observes."""
+    extra = [observe] if observe else []  # the default design's policies keep their keys
+    key = stable_hash([reward, kwargs, timesteps, dataclasses.asdict(training_pools()), *extra], 8)
     path = WORK / f"policy_{reward}-s{seed}-{key}.zip"
     seconds = path.with_suffix(".seconds")
     if path.exists():
         return path, float(seconds.read_text())
     settings = {k: v for k, v in policy_config().items() if k != "training_pools"}
     cfg = AgentConfig(**{**settings, "reward": reward, "reward_kwargs": kwargs, "timesteps": timesteps,
-                         "seed": seed, "progress_bar": False, "eval_freq": 0})
+                         "seed": seed, "progress_bar": False, "eval_freq": 0,
+                         **({"observe": observe} if observe else {})})
     started = time.perf_counter()
     train_over_pools(cfg, training_pools(), out=path)
     elapsed = time.perf_counter() - started
@@ -79,9 +89,8 @@ def main(argv: list[str] | None = None) -> int:
     before, started = load_average(), time.perf_counter()
     WORK.mkdir(parents=True, exist_ok=True)
     paths, costs = {}, {}
-    for name, reward, kwargs in (("policy_trained", "trained", TRAINED),
-                                 ("policy_linear", "linear", policy_config()["reward_kwargs"])):
-        paths[name], costs[name] = train(reward, kwargs, args.seed, args.timesteps)
+    for name, reward, kwargs, observe in POLICIES:
+        paths[name], costs[name] = train(reward, kwargs, args.seed, args.timesteps, observe)
     paths["default"] = policy_path("default")
     saved = WORK / "runs.json"
     runs = json.loads(saved.read_text()) if saved.exists() else {}
@@ -116,7 +125,9 @@ def main(argv: list[str] | None = None) -> int:
              f"The default policy's design trained for {args.timesteps} env steps (seed {args.seed}) on the `trained` "
              "reward (`mini` fine-tuned on the episode's picks, the reference answers' loss on the reward half of "
              f"each training pool's target) in {costs['policy_trained']:.0f} s, and on `linear` in "
-             f"{costs['policy_linear']:.0f} s. Target `mini`, 5% of each reward-fidelity pool, {args.ft_seeds} "
+             f"{costs['policy_linear']:.0f} s; `policy_trained_loss_obs` is the same design observing the loss "
+             f"beside the alignment, trained on the `trained` reward in {costs['policy_trained_loss_obs']:.0f} s. "
+             f"Target `mini`, 5% of each reward-fidelity pool, {args.ft_seeds} "
              "fine-tuning seeds, scored on the target third no feature or reward aimed at; p: paired t-test against "
              "`policy_trained`.", "",
              "| method | " + " | ".join(fidelity.POOLS) + " |", "|---|" + "---|" * len(fidelity.POOLS)]
