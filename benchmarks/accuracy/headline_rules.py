@@ -130,6 +130,7 @@ def main(argv: list[str] | None = None) -> int:
                    "seeds": len(acc[m]), "useful_share": round(float(np.nanmean(share[m])), 3)} for m in methods}
     rules = [m for m in RULES if m in acc]
     best = max(rules, key=lambda m: summary[m]["mean"])
+    best_vs_full = compare(acc, best, "full") if "full" in acc else None
     verdicts = {p: {"best_fixed_rule": best, "vs_best_fixed_rule": compare(acc, p, best),
                     "p_vs_best_fixed_rule": compare(acc, p, best)["p"],
                     "vs_rules": {r: compare(acc, p, r) for r in rules},
@@ -142,7 +143,8 @@ def main(argv: list[str] | None = None) -> int:
     report = {"command": command_line(__file__, argv), "environment": environment(args.threads),
               "proxy_digest": weights_digest("mini"), "policies": {k: str(Path(v).relative_to(ROOT)) for k, v in
                                                                    paths.items()},
-              "summary": summary, "verdicts": verdicts, "less_reproduced": reproduced,
+              "summary": summary, "verdicts": verdicts,
+              "best_fixed_rule_vs_full": best_vs_full, "less_reproduced": reproduced,
               "full_from_headline": sorted(full), "runs": {k: {x: y for x, y in r.items() if x != "ids"}
                                                             for k, r in runs.items()},
               "load_note": load_note(before, load_average()), "seconds_this_call": round(time.perf_counter() - started)}
@@ -167,7 +169,9 @@ def main(argv: list[str] | None = None) -> int:
         s = summary[m]
         std = "n/a" if s["std"] is None else f"{s['std']:.3f}"
         lines.append(f"| {names[m]} | {s['mean']:.3f} +- {std} | {s['seeds']} | {s['useful_share']:.2f} |")
-    lines += ["", f"Best fixed rule: {names[best]} ({summary[best]['mean']:.3f}).", ""]
+    lines += ["", f"Best fixed rule: {names[best]} ({summary[best]['mean']:.3f})"
+              + (f"; against full data {best_vs_full['diff']:+.3f} (paired p = {best_vs_full['p']:.2g}, "
+                 f"{best_vs_full['seeds']} seeds)" if best_vs_full else "") + ".", ""]
     for p, v in verdicts.items():
         d = v["vs_best_fixed_rule"]
         line = f"- {names[p]}: {d['diff']:+.3f} against {names[best]} (paired p = {d['p']:.2g}, {d['seeds']} seeds)"

@@ -224,6 +224,22 @@ def references(train, val, subtasks: list[str], rows: list[int], pool, cache: di
             "useful_share": float(np.mean([bool(pool[r].meta.get("useful")) for r in rows]))}
 
 
+def untrained(folder: Path, target: str) -> float:
+    """The target's accuracy on the score third before any fine-tuning (cached): a selection below it did harm."""
+    path = folder / f"untrained-{target}.json"
+    if not path.exists():
+        import torch
+
+        from selectgym.finetune.evaluate import evaluate
+        from selectgym.proxies.models import load_model
+
+        model, tokenizer = load_model(target)
+        model.eval()
+        with torch.no_grad():
+            write_json(path, evaluate(model, tokenizer, load_pool(folder / "score.jsonl")))
+    return float(json.loads(path.read_text())["accuracy"])
+
+
 def accuracy(folder: Path, ids: list[str], target: str, seed: int) -> dict[str, float]:
     settings = MINI_FT if target == "mini" else SMOLLM2_FT
     cfg = FinetuneConfig(method="sft", model=target, seed=seed, output_dir=str(folder / "ft" / f"{target}-{seed}"),
@@ -408,7 +424,10 @@ def report(argv: list[str] | None, before: list[float], started: float) -> dict[
                 at = [keys.index(s) for s in keys if sels[s]["kind"] == kind]
                 kinds[kind] = {"n": len(at), "accuracy_mean": round(float(np.mean(acc[at])), 4) if at else None}
             two_seed = float(np.sqrt(2 * ceiling / (1 + ceiling))) if ceiling > 0 else None
+            before_training = untrained(OUT / name, target)
             out["pools"][name][target] = {
+                "untrained_accuracy": round(before_training, 4),
+                "above_untrained": int((acc > before_training).sum()),
                 "selections": len(keys), "seeds_twice": len(twice), "noise_ceiling": round(ceiling, 3),
                 "noise_ceiling_two_seed_mean": None if two_seed is None else round(two_seed, 3),
                 "accuracy_range": [round(float(acc.min()), 4), round(float(acc.max()), 4)], "by_kind": kinds,
@@ -448,7 +467,9 @@ def markdown(rep: dict[str, Any]) -> str:
                       f"Seed-to-seed rho r = {r['noise_ceiling']:+.2f} ({r['seeds_twice']} selections trained twice"
                       + (f"; ceiling for the two-seed mean {r['noise_ceiling_two_seed_mean']:.2f}"
                          if r["noise_ceiling_two_seed_mean"] is not None else "") + "). Accuracy from "
-                      f"{r['accuracy_range'][0]:.3f} to {r['accuracy_range'][1]:.3f}."
+                      f"{r['accuracy_range'][0]:.3f} to {r['accuracy_range'][1]:.3f}; untrained, the target scores "
+                      f"{r['untrained_accuracy']:.3f} on the same problems, and {r['above_untrained']} of the "
+                      f"{r['selections']} selections beat that."
                       + (f" The ceiling and the one-seed column read only the {r['seeds_twice']} selections trained "
                          "twice (the methods' picks first), a narrower sample than the rho column's: compare them "
                          "with each other, not with rho." if r["seeds_twice"] < r["selections"] else ""), "",
