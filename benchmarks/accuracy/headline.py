@@ -35,6 +35,7 @@ from benchmarks.envelope import (
     load_average,
     load_note,
     paired_test,
+    section_of,
     write_results,
 )
 from benchmarks.harness import BASELINES, HEADLINE_CONFIGS, bench_config
@@ -210,7 +211,9 @@ def main(argv: list[str] | None = None) -> int:
     failed = [f"{f['method']} seed {f['seed']}: {f['error']}" for fs in report["failures"].values() for f in fs]
     if failed:
         lines += ["", "Failed runs: " + "; ".join(failed) + "."]
-    write_results(RESULTS / "headline", report, "\n".join(lines) + "\n")
+    # merged: headline_rules.py adds its comparison (vs_fixed_rules, and its section of the Markdown) to these files
+    kept = section_of(RESULTS / "headline.md", "## Against the best fixed rule")
+    write_results(RESULTS / "headline", report, "\n".join(lines) + "\n" + kept, merge=True)
     print("\n".join(lines))
     return 0
 

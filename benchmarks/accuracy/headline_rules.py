@@ -38,6 +38,7 @@ from benchmarks.envelope import (
     load_note,
     paired_test,
     read_json,
+    replace_section,
     write_results,
 )
 from benchmarks.harness import HEADLINE_CONFIGS, bench_config, pick
@@ -45,9 +46,11 @@ from selectgym.agents.policy_file import policy_path
 from selectgym.bench.config import changed_settings
 from selectgym.bench.harness import Bench
 from selectgym.proxies.models import weights_digest
-from selectgym.utils import write_json
+from selectgym.utils import file_digest, write_json
 
 OUT = ROOT / "runs" / "bench-headline-rules"
+#: the section of ``headline.md`` this writes (``headline.py`` keeps it when it rewrites the file)
+SECTION = "## Against the best fixed rule"
 POLICIES = ("policy", "policy_trained", "policy_trained_loss_obs")
 RULES = ("less", "less_sgd", "less_sgd_minus_loss", "nice")
 #: the headline config's settings a full-data run depends on (it reads no proxy and no selector)
@@ -73,9 +76,18 @@ def committed_full(b: Bench) -> dict[int, dict]:
 
 
 def compare(acc: dict[str, dict[int, float]], a: str, b: str) -> dict:
+    """``a`` minus ``b``, paired over the seeds both have; ``p`` is None with fewer than two."""
     seeds = sorted(set(acc[a]) & set(acc[b]))
+    if len(seeds) < 2:
+        return {"diff": float("nan"), "p": None, "seeds": len(seeds), "spread": float("nan")}
     diff, p = paired_test([acc[a][s] for s in seeds], [acc[b][s] for s in seeds])
-    return {"diff": round(float(diff), 4), "p": None if p != p else float(p), "seeds": len(seeds)}
+    spread = float(np.std([acc[a][s] - acc[b][s] for s in seeds], ddof=1))
+    return {"diff": round(float(diff), 4), "p": None if p != p else float(p), "seeds": len(seeds),
+            "spread": round(spread, 4)}
+
+
+def p_text(p: float | None) -> str:
+    return "n/a" if p is None else f"{p:.2g}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -102,11 +114,13 @@ def main(argv: list[str] | None = None) -> int:
         for seed in seeds:
             for method in (*POLICIES, *RULES):
                 key = f"{method}/{seed}"
-                if key in runs:
-                    continue
+                digest = file_digest(paths[method]) if method in paths else None
+                if key in runs and runs[key].get("policy_digest") == digest:
+                    continue  # a policy file replaced since (trained_policy retrained) picks again
                 t0 = time.perf_counter()
                 ids = [train.ids[r] for r in pick(method, train, val, 0.05, seed, paths)]
-                runs[key] = {"method": method, "seed": seed, "select_seconds": time.perf_counter() - t0,
+                runs[key] = {"method": method, "seed": seed, "policy_digest": digest,
+                             "select_seconds": time.perf_counter() - t0,
                              **b.finetune(ids, seed, full=False), "ids": ids}
                 write_json(saved_path, {"runs": runs})
                 print(key, f"{runs[key]['accuracy']:.3f}", flush=True)
@@ -131,6 +145,9 @@ def main(argv: list[str] | None = None) -> int:
     rules = [m for m in RULES if m in acc]
     best = max(rules, key=lambda m: summary[m]["mean"])
     best_vs_full = compare(acc, best, "full") if "full" in acc else None
+    picked = {m: {frozenset(r["ids"]) for r in runs.values() if r["method"] == m and "ids" in r} for m in methods}
+    same_sets = [(a, b) for i, a in enumerate(methods) for b in methods[i + 1:]
+                 if len(picked[a]) == 1 and picked[a] == picked[b]]
     verdicts = {p: {"best_fixed_rule": best, "vs_best_fixed_rule": compare(acc, p, best),
                     "p_vs_best_fixed_rule": compare(acc, p, best)["p"],
                     "vs_rules": {r: compare(acc, p, r) for r in rules},
@@ -145,6 +162,7 @@ def main(argv: list[str] | None = None) -> int:
                                                                    paths.items()},
               "summary": summary, "verdicts": verdicts,
               "best_fixed_rule_vs_full": best_vs_full, "less_reproduced": reproduced,
+              "same_sets": {f"{a} vs {b}": compare(acc, a, b) for a, b in same_sets},
               "full_from_headline": sorted(full), "runs": {k: {x: y for x, y in r.items() if x != "ids"}
                                                             for k, r in runs.items()},
               "load_note": load_note(before, load_average()), "seconds_this_call": round(time.perf_counter() - started)}
@@ -170,23 +188,31 @@ def main(argv: list[str] | None = None) -> int:
         std = "n/a" if s["std"] is None else f"{s['std']:.3f}"
         lines.append(f"| {names[m]} | {s['mean']:.3f} +- {std} | {s['seeds']} | {s['useful_share']:.2f} |")
     lines += ["", f"Best fixed rule: {names[best]} ({summary[best]['mean']:.3f})"
-              + (f"; against full data {best_vs_full['diff']:+.3f} (paired p = {best_vs_full['p']:.2g}, "
+              + (f"; against full data {best_vs_full['diff']:+.3f} (paired p = {p_text(best_vs_full['p'])}, "
                  f"{best_vs_full['seeds']} seeds)" if best_vs_full else "") + ".", ""]
     for p, v in verdicts.items():
         d = v["vs_best_fixed_rule"]
-        line = f"- {names[p]}: {d['diff']:+.3f} against {names[best]} (paired p = {d['p']:.2g}, {d['seeds']} seeds)"
+        line = f"- {names[p]}: {d['diff']:+.3f} against {names[best]} (paired p = {p_text(d['p'])}, {d['seeds']} seeds)"
         if "vs_full" in v:
             f = v["vs_full"]
-            line += f"; {f['diff']:+.3f} against full data (paired p = {f['p']:.2g}, {f['seeds']} seeds)"
+            line += f"; {f['diff']:+.3f} against full data (paired p = {p_text(f['p'])}, {f['seeds']} seeds)"
         lines.append(line + ".")
+    for a, b in same_sets:
+        d = compare(acc, a, b)
+        lines += ["", f"{names[a]} and {names[b]} pick the same examples, in another order: their accuracy differs "
+                  f"by {d['diff']:+.3f} (paired p = {p_text(d['p'])}), a per-seed spread of {d['spread']:.3f} that "
+                  "comes from the order the fine-tuning sees them in alone; the differences between methods above "
+                  "carry that noise too."]
     if reproduced:
         same = sum(a == b for a, b in reproduced.values())
         lines += ["", f"LESS reproduces the committed headline's accuracy on {same} of its {len(reproduced)} seeds."]
     write_results(RESULTS / "headline_rules", report, "\n".join(lines) + "\n")
+    section = "\n".join([SECTION, "", f"From `{report['command']}` (`headline_rules.md`), {args.seeds} seeds:", "",
+                          *lines[lines.index("| method | accuracy (mean +- std) | seeds | useful share |"):]])
     write_results(RESULTS / "headline", {"vs_fixed_rules": {"command": report["command"], "summary": summary,
                                                             **verdicts.get("policy", {}),
                                                             **{p: verdicts.get(p) for p in POLICIES[1:]}}},
-                  merge=True)
+                  replace_section(RESULTS / "headline.md", SECTION, section + "\n"), merge=True)
     print("\n".join(lines))
     return 0
 
