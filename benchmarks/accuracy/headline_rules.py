@@ -66,9 +66,9 @@ def bench() -> Bench:
     return Bench(cfg, progress=False)
 
 
-def committed_full(b: Bench) -> dict[int, dict]:
-    """The committed headline's full-data runs by seed, when its settings for them are this benchmark's."""
-    report = read_json(RESULTS / "headline")
+def committed_full(b: Bench, report: dict) -> dict[int, dict]:
+    """The committed headline's full-data runs by seed (``report``: ``headline.json``), when its settings for them
+    are this benchmark's."""
     saved = report.get("configs", {}).get("mini")
     if not saved or any(k in changed_settings(saved, b.cfg) for k in FULL_SETTINGS):
         return {}
@@ -106,7 +106,8 @@ def main(argv: list[str] | None = None) -> int:
     paths = {"policy": policy_path("default"),
              **{name: trained_policy.train(reward, kwargs, 0, 8192, observe)[0]
                 for name, reward, kwargs, observe in trained_policy.POLICIES if name != "policy_linear"}}
-    full = committed_full(b)
+    headline = read_json(RESULTS / "headline")
+    full = committed_full(b, headline)
     seeds = list(range(args.seeds))
     if not args.report_only:
         train, val = b.features(b._suite)
@@ -148,12 +149,16 @@ def main(argv: list[str] | None = None) -> int:
     picked = {m: {frozenset(r["ids"]) for r in runs.values() if r["method"] == m and "ids" in r} for m in methods}
     same_sets = [(a, b) for i, a in enumerate(methods) for b in methods[i + 1:]
                  if len(picked[a]) == 1 and picked[a] == picked[b]]
-    verdicts = {p: {"best_fixed_rule": best, "vs_best_fixed_rule": compare(acc, p, best),
-                    "p_vs_best_fixed_rule": compare(acc, p, best)["p"],
-                    "vs_rules": {r: compare(acc, p, r) for r in rules},
-                    **({"vs_full": compare(acc, p, "full"), "p_vs_full": compare(acc, p, "full")["p"]}
-                       if "full" in acc else {})} for p in POLICIES if p in acc}
-    less_committed = {r["seed"]: r["accuracy"] for r in read_json(RESULTS / "headline").get("runs", {}).get("mini", [])
+    verdicts = {}
+    for p in (p for p in POLICIES if p in acc):
+        vs_best = compare(acc, p, best)
+        verdicts[p] = {"best_fixed_rule": best, "vs_best_fixed_rule": vs_best, "p_vs_best_fixed_rule": vs_best["p"],
+                       "vs_rules": {r: compare(acc, p, r) for r in rules}}
+        if "full" in acc:
+            vs_full = compare(acc, p, "full")
+            verdicts[p].update({"vs_full": vs_full, "p_vs_full": vs_full["p"]})
+    order_noise = {(a, b): compare(acc, a, b) for a, b in same_sets}
+    less_committed = {r["seed"]: r["accuracy"] for r in headline.get("runs", {}).get("mini", [])
                       if r["method"] == "less"}
     reproduced = {s: (round(acc["less"][s], 4), round(a, 4)) for s, a in less_committed.items()
                   if s in acc.get("less", {})}
@@ -162,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
                                                                    paths.items()},
               "summary": summary, "verdicts": verdicts,
               "best_fixed_rule_vs_full": best_vs_full, "less_reproduced": reproduced,
-              "same_sets": {f"{a} vs {b}": compare(acc, a, b) for a, b in same_sets},
+              "same_sets": {f"{a} vs {b}": d for (a, b), d in order_noise.items()},
               "full_from_headline": sorted(full), "runs": {k: {x: y for x, y in r.items() if x != "ids"}
                                                             for k, r in runs.items()},
               "load_note": load_note(before, load_average()), "seconds_this_call": round(time.perf_counter() - started)}
@@ -197,8 +202,7 @@ def main(argv: list[str] | None = None) -> int:
             f = v["vs_full"]
             line += f"; {f['diff']:+.3f} against full data (paired p = {p_text(f['p'])}, {f['seeds']} seeds)"
         lines.append(line + ".")
-    for a, b in same_sets:
-        d = compare(acc, a, b)
+    for (a, b), d in order_noise.items():
         lines += ["", f"{names[a]} and {names[b]} pick the same examples, in another order: their accuracy differs "
                   f"by {d['diff']:+.3f} (paired p = {p_text(d['p'])}), a per-seed spread of {d['spread']:.3f} that "
                   "comes from the order the fine-tuning sees them in alone; the differences between methods above "

@@ -309,10 +309,13 @@ class TrainedReward(StepReward):
                 if isinstance(module, LoraLayer):
                     module.reset_lora_parameters("default", True)
         state = [p.detach().clone() for p in self.params]
-        with torch.no_grad():
-            for p, p0 in zip(self.params, self.initials[0], strict=True):
-                p.copy_(p0)
+        self._set_adapter(self.initials[0])
         return state
+
+    def _set_adapter(self, state: Sequence[torch.Tensor]) -> None:
+        with torch.no_grad():
+            for p, p0 in zip(self.params, state, strict=True):
+                p.copy_(p0)
 
     def train_on(self, rows: Sequence[int], repeat: int = 0) -> None:
         """Fine-tune the adapter, from initial state ``repeat``, on the examples at table ``rows`` (a set: the order
@@ -320,9 +323,7 @@ class TrainedReward(StepReward):
         in batches of ``batch_size``, the last one short; ``epochs`` passes, AdamW, linear decay to 0, gradients
         clipped to norm 1."""
         rows = np.sort(np.asarray(rows, dtype=np.int64))
-        with torch.no_grad():
-            for p, p0 in zip(self.params, self.initials[repeat], strict=True):
-                p.copy_(p0)
+        self._set_adapter(self.initials[repeat])
         per_pass = int(np.ceil(len(rows) / self.batch_size))
         n_steps = max(1, int(np.ceil(self.epochs * per_pass)))
         rng = np.random.default_rng([self.seed + repeat, len(rows)])
