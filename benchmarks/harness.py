@@ -24,7 +24,6 @@ from selectgym.agents.train import train_agent
 from selectgym.bench.config import BenchConfig
 from selectgym.budget import resolve_budget
 from selectgym.data.suite import SuiteConfig
-from selectgym.envs.summaries import zscore
 from selectgym.selectors import get_selector
 
 __all__ = ["BASELINES", "EVAL_POOLS", "FIDELITY_FAMILIES", "HEADLINE_CONFIGS", "HELD_OUT_FAMILIES", "KINDS",
@@ -167,9 +166,8 @@ def pick(method: str, train, val, budget: float, seed: int, paths: dict[str, Pat
         sel = get_selector("less", gradient_type=gradient, subtasks=subtasks, balance=True).select(train, val, k, seed)
         return [index[i] for i in sel.ids]
     if method.startswith("less"):
-        score = get_selector("less", gradient_type=gradient).score(train, val, rng)
-        if method.endswith("minus_loss"):
-            score = zscore(score, None) - zscore(np.asarray(train.get("loss"), dtype=np.float64), None)
+        loss_weight = 1.0 if method.endswith("minus_loss") else 0.0
+        score = get_selector("less", gradient_type=gradient, loss_weight=loss_weight).score(train, val, rng)
     else:
         score = get_selector(method).score(train, val, rng)
     return list(np.argsort(-score, kind="stable")[:k])

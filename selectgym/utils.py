@@ -13,6 +13,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 
 def cache_dir() -> Path:
     """Where converted models and tokenizers are cached (``$SELECTGYM_CACHE`` or ``~/.cache/selectgym``)."""
@@ -186,3 +188,10 @@ def stable_hash(obj: Any, n: int = 16) -> str:
 def derive_seed(seed: int, *parts: Any) -> int:
     """A 31-bit seed for one stage or shard, the same in every process and on every resume."""
     return int(stable_hash([seed, *parts], 8), 16) & 0x7FFFFFFF
+
+
+def standardise(x: np.ndarray) -> np.ndarray:
+    """``(x - mean) / std`` over all of ``x``; a constant ``x`` gives zeros, so a flat column never divides by 0."""
+    x = np.asarray(x, dtype=np.float64)
+    std = x.std()
+    return (x - x.mean()) / std if std > 1e-12 else np.zeros_like(x)

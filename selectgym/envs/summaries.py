@@ -30,6 +30,7 @@ import numpy as np
 from selectgym.errors import SelectgymError
 from selectgym.proxies.table import FeatureTable, iter_blocks
 from selectgym.proxies.vectors import NonFiniteRows, blockwise_scores, check_dims, read_target, unit_rows
+from selectgym.utils import standardise
 
 log = logging.getLogger(__name__)
 
@@ -43,8 +44,7 @@ KMEANS_SAMPLE = 20_000
 def zscore(x: np.ndarray, bound: float | None = FEATURE_BOUND) -> np.ndarray:
     """``(x - mean) / std`` over the pool, clipped to ``[-bound, bound]`` (``None``: not clipped); a constant
     column is all zeros, so one flat feature never divides by zero."""
-    std = x.std()
-    z = (x - x.mean()) / std if std > 1e-12 else np.zeros_like(x)
+    z = standardise(x)
     return z if bound is None else np.clip(z, -bound, bound)
 
 

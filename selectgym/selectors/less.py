@@ -26,6 +26,7 @@ from selectgym.proxies.table import FeatureTable
 from selectgym.proxies.vectors import EXCLUDED, NonFiniteRows, blockwise_scores, read_target, too_few_left, unit_rows
 from selectgym.selectors.base import Selection, Selector, check_flag
 from selectgym.selectors.coverage import balanced_order, subtask_plan
+from selectgym.utils import standardise
 
 GRADIENT_TYPES = {"adam": "grad_adam", "sgd": "grad"}
 
@@ -88,6 +89,24 @@ def gradient_match_scores(train: FeatureTable, val: FeatureTable, train_feature:
     return scores
 
 
+def minus_loss(scores: np.ndarray, train: FeatureTable, weight: float, selector: str = "less",
+               skip_nonfinite: bool = False) -> np.ndarray:
+    """The z-scored ``scores`` minus ``weight`` times the z-scored proxy ``loss`` of each training row (both over
+    the rows still in play). Rows already ``EXCLUDED`` stay so; a row with a NaN or inf loss is an error, or joins
+    them under ``skip_nonfinite``."""
+    loss = np.asarray(train.get("loss"), dtype=np.float64).reshape(len(train))
+    kept = scores != EXCLUDED
+    bad = np.flatnonzero(kept & ~np.isfinite(loss))
+    if len(bad) and not skip_nonfinite:
+        ids = ", ".join(str(train.ids[i]) for i in bad[:3]) + (" ..." if len(bad) > 3 else "")
+        raise SelectgymError(f"{selector}: the proxy loss is NaN or infinite in {len(bad)} training row(s) ({ids}); "
+                             "recompute the features, or pass --option skip_nonfinite=true to leave them out")
+    kept[bad] = False
+    out = np.full(len(scores), EXCLUDED)
+    out[kept] = standardise(scores[kept]) - weight * standardise(loss[kept])
+    return out
+
+
 @dataclass
 class LessSelector(Selector):
     """LESS (Xia et al., 2024): mean cosine of the training gradient with each validation SFT gradient.
@@ -97,13 +116,18 @@ class LessSelector(Selector):
     ``skip_nonfinite``: leave rows with NaN or inf gradients out (training rows never selected, validation
     rows dropped) with a warning that counts them, instead of stopping with an error; ``balance``: share the
     budget among the subtasks in proportion to their share of the target set, each filled from the examples
-    nearest it (``selectgym.selectors.coverage``), so one subtask cannot take every pick.
+    nearest it (``selectgym.selectors.coverage``), so one subtask cannot take every pick; ``loss_weight``: when
+    not 0, the score is the z-scored LESS score minus ``loss_weight`` times the z-scored proxy loss (the ``loss``
+    feature), so that of two examples equally aligned with the target the one the proxy finds less surprising
+    wins: garbled and mislabelled examples align by their large gradients. LESS on SGD gradients with
+    ``loss_weight`` 1 is the best fixed rule of the headline (``benchmarks/results/headline_rules.md``).
     """
 
     gradient_type: str = "adam"
     subtasks: Sequence[str] | None = None
     skip_nonfinite: bool = False
     balance: bool = False
+    loss_weight: float = 0.0
 
     name: ClassVar[str] = "less"
     val_feature: ClassVar[str] = "grad"
@@ -117,11 +141,18 @@ class LessSelector(Selector):
                                  f"got {self.gradient_type!r}")
         check_flag(self.name, "skip_nonfinite", self.skip_nonfinite)
         check_flag(self.name, "balance", self.balance)
+        if isinstance(self.loss_weight, bool) or not isinstance(self.loss_weight, (int, float)) \
+                or not math.isfinite(self.loss_weight):
+            raise SelectgymError(f"{self.name} option loss_weight must be a finite number (1 subtracts the z-scored "
+                                 f"loss once), got {self.loss_weight!r}")
 
     def score(self, train: FeatureTable, val: FeatureTable | None, rng: np.random.Generator) -> np.ndarray:
         val = self.require_val(val)
-        return gradient_match_scores(train, val, GRADIENT_TYPES[self.gradient_type], self.val_feature, self.subtasks,
-                                     self.name, self.skip_nonfinite)
+        scores = gradient_match_scores(train, val, GRADIENT_TYPES[self.gradient_type], self.val_feature,
+                                       self.subtasks, self.name, self.skip_nonfinite)
+        if self.loss_weight:
+            scores = minus_loss(scores, train, float(self.loss_weight), self.name, self.skip_nonfinite)
+        return scores
 
     def select(self, train: FeatureTable, val: FeatureTable | None, budget: float | int, seed: int) -> Selection:
         if not self.balance:

@@ -17,8 +17,8 @@ class NiceSelector(LessSelector):
     """Mean cosine of the training gradient with each validation policy gradient.
 
     Options: ``gradient_type`` ``adam`` (default; the Adam-normalised training gradient, which DataFlex
-    computes and then drops by mistake) or ``sgd`` (the raw gradient); ``subtasks``, ``balance`` and
-    ``skip_nonfinite`` as in LESS.
+    computes and then drops by mistake) or ``sgd`` (the raw gradient); ``subtasks``, ``balance``,
+    ``skip_nonfinite`` and ``loss_weight`` as in LESS.
     """
 
     name: ClassVar[str] = "nice"

@@ -121,3 +121,43 @@ def test_zero_gradient_scores_zero_not_nan(make_table):
     train = make_table(grad_adam=[[0, 0], [1, 0]])
     scores = LessSelector().select(train, make_table(grad=[[1, 0]]), 2, seed=0)
     assert scores.ids == ["ex1", "ex0"] and scores.scores == pytest.approx([1, 0])
+
+
+# -- loss_weight: the z-scored LESS score minus the z-scored proxy loss -------------------------------------------
+S3 = math.sqrt(3)
+R15 = math.sqrt(1.5)
+
+
+def _loss_case(make_table, loss=(0.0, 1.0, 2.0)):
+    # cosines with the target (1, 0): 1, 0, 0.5 -> z = (sqrt(1.5), -sqrt(1.5), 0); loss (0, 1, 2) -> z = (-R15, 0, R15)
+    return make_table(grad=[[1, 0], [0, 1], [1, S3]], loss=list(loss)), make_table(grad=[[1, 0]])
+
+
+def test_loss_weight_subtracts_the_z_scored_loss(make_table):
+    train, val = _loss_case(make_table)
+    rng = np.random.default_rng(0)
+    assert LessSelector(gradient_type="sgd").score(train, val, rng) == pytest.approx([1, 0, 0.5])
+    one = LessSelector(gradient_type="sgd", loss_weight=1).score(train, val, rng)
+    assert one == pytest.approx([2 * R15, -R15, -R15])
+    two = LessSelector(gradient_type="sgd", loss_weight=2.0).score(train, val, rng)
+    assert two == pytest.approx([3 * R15, -R15, -2 * R15])
+    # the loss moves the second pick from the half-aligned, high-loss row to the unaligned, low-loss one
+    assert LessSelector(gradient_type="sgd").select(train, val, 2, seed=0).ids == ["ex0", "ex2"]
+    assert LessSelector(gradient_type="sgd", loss_weight=2.0).select(train, val, 2, seed=0).ids == ["ex0", "ex1"]
+    nice = NiceSelector(gradient_type="sgd", loss_weight=1).score(train, make_table(pg_grad=[[1, 0]]), rng)
+    assert nice == pytest.approx(one)  # NICE inherits it
+
+
+def test_loss_weight_checks_its_value_and_the_loss(make_table):
+    for bad in ("1", True, float("nan"), None):
+        with pytest.raises(SelectgymError, match="loss_weight must be a finite number"):
+            LessSelector(loss_weight=bad)
+    train, val = _loss_case(make_table, loss=(0.0, float("nan"), 2.0))
+    with pytest.raises(SelectgymError, match="loss is NaN or infinite in 1 training row.*ex1.*skip_nonfinite"):
+        LessSelector(gradient_type="sgd", loss_weight=1).score(train, val, np.random.default_rng(0))
+    kept = LessSelector(gradient_type="sgd", loss_weight=1, skip_nonfinite=True).score(train, val,
+                                                                                       np.random.default_rng(0))
+    assert kept[1] == -np.inf and kept[[0, 2]] == pytest.approx([2.0, -2.0])  # z over the two rows left: +-1 each
+    with pytest.raises(SelectgymError, match="loss"):  # a table without the loss feature says so
+        LessSelector(gradient_type="sgd", loss_weight=1).score(make_table(grad=[[1, 0]]), val,
+                                                              np.random.default_rng(0))
