@@ -58,10 +58,10 @@ FULL_SETTINGS = ("suite_seed", "suite_size", "validation_size", "split_target", 
                  "full_epochs", "max_new_tokens", "objective")
 
 
-def bench() -> Bench:
-    """The headline's benchmark (``bench_headline.yaml``) with its folder here; its pool, target halves, features
-    (``mini``, the methods that need sft and verifiable features) and trainer."""
-    cfg = dataclasses.replace(bench_config(HEADLINE_CONFIGS["mini"]), out=str(OUT), methods=["policy", "less", "nice"],
+def bench(out: Path = OUT) -> Bench:
+    """The headline's benchmark (``bench_headline.yaml``) with its folder at ``out``; its pool, target halves,
+    features (``mini``, the methods that need sft and verifiable features) and trainer."""
+    cfg = dataclasses.replace(bench_config(HEADLINE_CONFIGS["mini"]), out=str(out), methods=["policy", "less", "nice"],
                               policy_path=str(policy_path("default")))
     return Bench(cfg, progress=False)
 
