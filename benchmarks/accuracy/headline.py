@@ -211,8 +211,10 @@ def main(argv: list[str] | None = None) -> int:
     failed = [f"{f['method']} seed {f['seed']}: {f['error']}" for fs in report["failures"].values() for f in fs]
     if failed:
         lines += ["", "Failed runs: " + "; ".join(failed) + "."]
-    # merged: headline_rules.py adds its comparison (vs_fixed_rules, and its section of the Markdown) to these files
-    kept = section_of(RESULTS / "headline.md", "## Against the best fixed rule")
+    # merged: headline_rules.py adds its comparison (vs_fixed_rules, and its section of the Markdown) to these files;
+    # the hand-written reading of an earlier run, which comes before that section, stays until it is rewritten
+    kept = (section_of(RESULTS / "headline.md", "## What the numbers say")
+            or section_of(RESULTS / "headline.md", "## Against the best fixed rule"))
     write_results(RESULTS / "headline", report, "\n".join(lines) + "\n" + kept, merge=True)
     print("\n".join(lines))
     return 0
