@@ -18,6 +18,23 @@ from typing import Any
 from selectgym.errors import SelectgymError
 
 
+def parse_options(pairs: Sequence[str], what: str = "--option", like: str = "mode=sim") -> dict[str, Any]:
+    """``["mode=sim", "q=4"]`` -> ``{"mode": "sim", "q": 4}``: a class's options as the user writes them (``what``
+    names where, ``like`` shows an example, in the error). Values are read as YAML scalars or lists."""
+    import yaml
+
+    options: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = str(pair).partition("=")
+        if not sep or not key.strip():
+            raise SelectgymError(f"{what} takes KEY=VALUE (like {like}), got {pair!r}")
+        try:
+            options[key.strip().replace("-", "_")] = yaml.safe_load(value) if value.strip() else None
+        except yaml.YAMLError:
+            raise SelectgymError(f"{what} {pair!r}: the value is not a readable number, word or list") from None
+    return options
+
+
 def is_path(name: object) -> bool:
     """Whether ``name`` reads as a dotted path (``pkg.mod:Class`` or ``pkg.mod.Class``), not a registered name."""
     return isinstance(name, str) and (":" in name or "." in name)

@@ -14,6 +14,7 @@ from typing import Any
 from selectgym.bench.report import FULL
 from selectgym.budget import check_budget
 from selectgym.errors import SelectgymError
+from selectgym.registry import parse_options
 
 
 class _FeaturePools(Mapping):
@@ -67,6 +68,41 @@ def method_names() -> list[str]:
     return [*SELECTORS, FULL]
 
 
+#: how a method names its selector's options, for the errors
+OPTIONS_LIKE = "less:gradient_type=sgd,loss_weight=1"
+
+
+def method_options(method: str) -> tuple[str, dict[str, Any]]:
+    """A benchmark method's selector name and options: ``less`` (none), ``gradalign:sim`` (a GradAlign mode) or
+    ``less:gradient_type=sgd,loss_weight=1`` (options as ``selectgym select --option`` takes them, comma-separated),
+    so a variant of a selector is benchmarked under the name that says what it is."""
+    name, _, rest = method.partition(":")
+    if not rest:
+        return name, {}
+    if "=" not in rest:
+        return name, {"mode": rest}
+    return name, parse_options(rest.split(","), what=f"method {method!r}", like=OPTIONS_LIKE)
+
+
+def check_method_options(method: str) -> None:
+    """A method's options are ones its selector takes, with values it accepts: a one-line error before any work.
+    ``full`` and ``policy`` take none here (a policy's come from policy_path and agent), and the subtask options
+    come from balance_subtasks."""
+    from selectgym.selectors import get_selector
+
+    name, options = method_options(method)
+    if not options:
+        return
+    if name in (FULL, "policy"):
+        raise SelectgymError(f"method {method!r}: {name} takes no options in a benchmark (a policy's come from "
+                             "policy_path and agent); drop the part after ':'")
+    taken = sorted({"subtasks", "balance"} & set(options))
+    if taken:
+        raise SelectgymError(f"method {method!r}: {', '.join(taken)} come(s) from balance_subtasks; drop them from "
+                             "the method")
+    get_selector(name, **options)
+
+
 def method_needs(method: str) -> list[str]:
     """The feature pools ``method`` reads (its selector's ``needs``; their cost is charged to it); GradAlign's
     modes (``gradalign:sim``, ...) share ``gradalign``'s."""
@@ -107,7 +143,8 @@ class BenchConfig:
         "help": "share of the built-in preference pool made defective, half swapped, half near-identical (DPO's "
                 "regime); the table then shows the share of such pairs each method picked"})
     methods: list[str] = field(default_factory=lambda: list(DEFAULT_METHODS), metadata={
-        "help": "methods; 'gradalign:MODE' picks a GradAlign mode"})
+        "help": "methods; 'gradalign:MODE' picks a GradAlign mode, 'NAME:KEY=VALUE,...' passes selector "
+                "options (like 'less:gradient_type=sgd,loss_weight=1', the headline's best fixed rule)"})
     budgets: list[float] = field(default_factory=lambda: [0.05], metadata={
         "help": "budgets: shares of the pool in (0, 1) or whole counts"})
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2], metadata={"help": "seeds (selection + training)"})
@@ -162,7 +199,10 @@ class BenchConfig:
         unknown = [m for m in self.methods if m.partition(":")[0] not in method_names()]
         if unknown:
             raise SelectgymError(f"unknown method(s) {unknown}; choose from {', '.join(method_names())} "
-                                 "(GradAlign modes as gradalign:sim|dot|align|learnalign|accgreedy|rand)")
+                                 "(GradAlign modes as gradalign:sim|dot|align|learnalign|accgreedy|rand, selector "
+                                 f"options as {OPTIONS_LIKE})")
+        for method in self.methods:
+            check_method_options(method)
         for b in self.budgets:
             check_budget(b)
         for name in ("suite_size", "validation_size", "proj_dim", "rollouts", "max_new_tokens", "agent_timesteps",

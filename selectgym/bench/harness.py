@@ -31,6 +31,7 @@ from selectgym.bench.config import (
     changed_settings,
     feature_sources,
     method_needs,
+    method_options,
     method_reads,
 )
 from selectgym.bench.report import FULL, markdown_table, plot, summarise
@@ -122,7 +123,7 @@ class Bench:
                val: FeatureTable | None) -> tuple[list[str], float, str | None]:
         """Ids chosen by ``method``, the seconds it cost (features + agent training included) and, for ``policy``,
         the digest of the policy file that chose them (None for the other methods)."""
-        name, _, mode = method.partition(":")
+        name, options = method_options(method)
         cost = sum(self.costs.get(k, 0.0) for k in method_needs(method))
         start = time.perf_counter()
         digest = None
@@ -130,8 +131,6 @@ class Bench:
             options = {"policy_path": self.saved_policy(seed) if self.cfg.policy_path else
                        self.policy(budget, seed, train, val)}
             digest = file_digest(options["policy_path"])
-        else:
-            options = {"mode": mode} if mode else {}
         if self._subtasks is not None and selector_class(name).balances_subtasks:
             options["subtasks"] = self._subtasks
             if "balance" in SELECTORS.options(name):  # LESS/NICE balance only when asked; a policy always does

@@ -17,12 +17,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
 from selectgym.budget import parse_budget
 from selectgym.commands.options import add_config_flag, add_dataclass_arguments
 from selectgym.errors import SelectgymError
 from selectgym.proxies.store import FeatureStore
+from selectgym.registry import parse_options
 from selectgym.selectors import SELECTORS
 
 #: the selectors ``--method`` names (a saved policy is applied with ``--policy FILE`` instead)
@@ -65,20 +65,6 @@ class SelectConfig:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_config_flag(parser)
     add_dataclass_arguments(parser, SelectConfig)
-
-
-def parse_options(pairs: list[str]) -> dict[str, Any]:
-    """``["mode=sim", "q=4"]`` -> ``{"mode": "sim", "q": 4}``; values are read as YAML scalars or lists."""
-    options: dict[str, Any] = {}
-    for pair in pairs:
-        key, sep, value = str(pair).partition("=")
-        if not sep or not key.strip():
-            raise SelectgymError(f"--option takes KEY=VALUE (like mode=sim), got {pair!r}")
-        try:
-            options[key.strip().replace("-", "_")] = yaml.safe_load(value) if value.strip() else None
-        except yaml.YAMLError:
-            raise SelectgymError(f"--option {pair!r}: the value is not a readable number, word or list") from None
-    return options
 
 
 def load_features(path: str | Path):

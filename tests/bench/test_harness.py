@@ -221,3 +221,42 @@ def test_resume_runs_a_replaced_saved_policy_again(tmp_path):
     assert [r["method"] for r in Bench(cfg).resume()[0]] == ["policy", "random"]
     policy.write_bytes(b"retrained policy")
     assert [r["method"] for r in Bench(cfg).resume()[0]] == ["random"]
+
+
+def test_a_method_names_its_selector_options():
+    from selectgym.bench.config import method_options
+
+    assert method_options("less") == ("less", {})
+    assert method_options("gradalign:sim") == ("gradalign", {"mode": "sim"})
+    assert method_options("less:gradient_type=sgd,loss_weight=1") == ("less", {"gradient_type": "sgd",
+                                                                               "loss_weight": 1})
+    assert BenchConfig(methods=["less:gradient_type=sgd,loss_weight=1", "less"]).methods[0].startswith("less:")
+    for method, error in [("less:loss_weight=abc", "loss_weight must be a finite number"),
+                          ("less:lossweight=1", r"has no option\(s\) lossweight"),
+                          ("less:sgd", r"has no option\(s\) mode"),
+                          ("less:=3", "takes KEY=VALUE"),
+                          ("less:subtasks=a", "come\\(s\\) from balance_subtasks"),
+                          ("full:x=1", "full takes no options"),
+                          ("gradalign:nope", "mode")]:
+        with pytest.raises(SelectgymError, match=error):
+            BenchConfig(methods=[method])
+
+
+def test_bench_passes_a_methods_options_to_its_selector(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from selectgym.bench import harness
+
+    method = "less:gradient_type=sgd,loss_weight=1"
+    bench = harness.Bench(BenchConfig(out=str(tmp_path / "b"), suite_size=40, validation_size=8,
+                                      methods=[method, "random"]))
+    bench.pools()
+    seen = {}
+
+    def fake_selector(name, **options):
+        seen[name] = options
+        return SimpleNamespace(select=lambda *args: SimpleNamespace(ids=["x"]))
+
+    monkeypatch.setattr(harness, "get_selector", fake_selector)
+    assert bench.select(method, 0.1, 0, None, None)[0] == ["x"]
+    assert seen == {"less": {"gradient_type": "sgd", "loss_weight": 1}}

@@ -5,11 +5,11 @@ import pytest
 
 from selectgym.budget import parse_budget
 from selectgym.cli import main
-from selectgym.commands.select import parse_options
 from selectgym.data import load_pool
 from selectgym.errors import SelectgymError
 from selectgym.proxies.store import FeatureStore
 from selectgym.proxies.table import FeatureTable
+from selectgym.registry import parse_options
 from selectgym.selectors import Selection
 
 
