@@ -12,10 +12,14 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import inspect
+import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 from selectgym.errors import SelectgymError
+
+#: a number in exponent form without a dot, which YAML 1.1 leaves a string
+EXPONENT_FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
 
 
 def parse_options(pairs: Sequence[str], what: str = "--option", like: str = "mode=sim") -> dict[str, Any]:
@@ -26,12 +30,17 @@ def parse_options(pairs: Sequence[str], what: str = "--option", like: str = "mod
     options: dict[str, Any] = {}
     for pair in pairs:
         key, sep, value = str(pair).partition("=")
-        if not sep or not key.strip():
+        key = key.strip().replace("-", "_")
+        if not sep or not key:
             raise SelectgymError(f"{what} takes KEY=VALUE (like {like}), got {pair!r}")
+        if key in options:
+            raise SelectgymError(f"{what} gives {key} twice; give each option once")
         try:
-            options[key.strip().replace("-", "_")] = yaml.safe_load(value) if value.strip() else None
+            parsed = yaml.safe_load(value) if value.strip() else None
         except yaml.YAMLError:
             raise SelectgymError(f"{what} {pair!r}: the value is not a readable number, word or list") from None
+        # YAML 1.1 reads 1e-3 (no dot) as a string; whoever writes it means the number
+        options[key] = float(parsed) if isinstance(parsed, str) and EXPONENT_FLOAT.fullmatch(parsed) else parsed
     return options
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -70,29 +71,38 @@ def method_names() -> list[str]:
 
 #: how a method names its selector's options, for the errors
 OPTIONS_LIKE = "less:gradient_type=sgd,loss_weight=1"
+#: the comma before the next KEY= of a method's options
+NEXT_OPTION = re.compile(r",(?=\s*[\w-]+\s*=)")
 
 
 def method_options(method: str) -> tuple[str, dict[str, Any]]:
     """A benchmark method's selector name and options: ``less`` (none), ``gradalign:sim`` (a GradAlign mode) or
     ``less:gradient_type=sgd,loss_weight=1`` (options as ``selectgym select --option`` takes them, comma-separated),
     so a variant of a selector is benchmarked under the name that says what it is."""
-    name, _, rest = method.partition(":")
+    name, colon, rest = method.partition(":")
+    if colon and not rest.strip():
+        raise SelectgymError(f"method {method!r} ends in ':' with nothing after it: drop the ':', or name options "
+                             f"as {OPTIONS_LIKE}")
     if not rest:
         return name, {}
     if "=" not in rest:
         return name, {"mode": rest}
-    return name, parse_options(rest.split(","), what=f"method {method!r}", like=OPTIONS_LIKE)
+    # split only at the commas that start a KEY=, so a list value (like ids=[a, b]) stays whole
+    return name, parse_options(NEXT_OPTION.split(rest), what=f"method {method!r}", like=OPTIONS_LIKE)
 
 
 def check_method_options(method: str) -> None:
     """A method's options are ones its selector takes, with values it accepts: a one-line error before any work.
     ``full`` and ``policy`` take none here (a policy's come from policy_path and agent), and the subtask options
     come from balance_subtasks."""
-    from selectgym.selectors import get_selector
+    from selectgym.selectors import SELECTORS, get_selector
 
     name, options = method_options(method)
     if not options:
         return
+    if name not in (FULL, "policy") and "=" not in method and "mode" not in SELECTORS.options(name):
+        raise SelectgymError(f"method {method!r}: {name} has no modes; give its options as KEY=VALUE after the ':' "
+                             f"(like {OPTIONS_LIKE})")
     if name in (FULL, "policy"):
         raise SelectgymError(f"method {method!r}: {name} takes no options in a benchmark (a policy's come from "
                              "policy_path and agent); drop the part after ':'")

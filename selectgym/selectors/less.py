@@ -14,6 +14,8 @@ numerator against that mean. ``aggregate_subtasks`` on the full (N, M) matrix is
 from __future__ import annotations
 
 import math
+import numbers
+import reprlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import ClassVar
@@ -89,6 +91,16 @@ def gradient_match_scores(train: FeatureTable, val: FeatureTable, train_feature:
     return scores
 
 
+def finite_number(x: object) -> bool:
+    """A real number (not a bool) that is finite as a float: numpy scalars pass, a huge integer does not."""
+    if isinstance(x, bool) or not isinstance(x, numbers.Real):
+        return False
+    try:
+        return math.isfinite(float(x))
+    except OverflowError:
+        return False
+
+
 def minus_loss(scores: np.ndarray, train: FeatureTable, weight: float, selector: str = "less",
                skip_nonfinite: bool = False) -> np.ndarray:
     """The z-scored ``scores`` minus ``weight`` times the z-scored proxy ``loss`` of each training row (both over
@@ -136,15 +148,14 @@ class LessSelector(Selector):
     reselects: ClassVar[tuple[str, ...]] = ("sft",)
 
     def __post_init__(self) -> None:
-        if self.gradient_type not in GRADIENT_TYPES:
+        if not isinstance(self.gradient_type, str) or self.gradient_type not in GRADIENT_TYPES:
             raise SelectgymError(f"gradient_type must be one of {', '.join(GRADIENT_TYPES)}, "
                                  f"got {self.gradient_type!r}")
         check_flag(self.name, "skip_nonfinite", self.skip_nonfinite)
         check_flag(self.name, "balance", self.balance)
-        if isinstance(self.loss_weight, bool) or not isinstance(self.loss_weight, (int, float)) \
-                or not math.isfinite(self.loss_weight):
+        if not finite_number(self.loss_weight):
             raise SelectgymError(f"{self.name} option loss_weight must be a finite number (1 subtracts the z-scored "
-                                 f"loss once), got {self.loss_weight!r}")
+                                 f"loss once), got {reprlib.repr(self.loss_weight)}")
 
     def score(self, train: FeatureTable, val: FeatureTable | None, rng: np.random.Generator) -> np.ndarray:
         val = self.require_val(val)

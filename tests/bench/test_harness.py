@@ -231,12 +231,19 @@ def test_a_method_names_its_selector_options():
     assert method_options("less:gradient_type=sgd,loss_weight=1") == ("less", {"gradient_type": "sgd",
                                                                                "loss_weight": 1})
     assert BenchConfig(methods=["less:gradient_type=sgd,loss_weight=1", "less"]).methods[0].startswith("less:")
+    # 1e-3 is a number (YAML 1.1 alone would leave it a string), and a list value keeps its commas
+    assert method_options("less:loss_weight=1e-3,subtasks=[a, b]") == ("less", {"loss_weight": 0.001,
+                                                                                "subtasks": ["a", "b"]})
     for method, error in [("less:loss_weight=abc", "loss_weight must be a finite number"),
                           ("less:lossweight=1", r"has no option\(s\) lossweight"),
-                          ("less:sgd", r"has no option\(s\) mode"),
                           ("less:=3", "takes KEY=VALUE"),
                           ("less:subtasks=a", "come\\(s\\) from balance_subtasks"),
                           ("full:x=1", "full takes no options"),
+                          ("full:sim", "full takes no options"),
+                          ("policy:", "nothing after it"),
+                          ("less:sgd", "less has no modes; give its options as KEY=VALUE"),
+                          ("less:loss_weight=1,loss_weight=2", "gives loss_weight twice"),
+                          ("less:gradient_type=[a]", "gradient_type must be one of"),
                           ("gradalign:nope", "mode")]:
         with pytest.raises(SelectgymError, match=error):
             BenchConfig(methods=[method])

@@ -149,7 +149,8 @@ def test_loss_weight_subtracts_the_z_scored_loss(make_table):
 
 
 def test_loss_weight_checks_its_value_and_the_loss(make_table):
-    for bad in ("1", True, float("nan"), None):
+    assert LessSelector(loss_weight=np.float32(0.5)).loss_weight == 0.5  # numpy scalars are numbers too
+    for bad in ("1", True, float("nan"), None, 10**400):
         with pytest.raises(SelectgymError, match="loss_weight must be a finite number"):
             LessSelector(loss_weight=bad)
     train, val = _loss_case(make_table, loss=(0.0, float("nan"), 2.0))
