@@ -80,6 +80,11 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     before, started = load_average(), time.perf_counter()
     OUT.mkdir(parents=True, exist_ok=True)
+    committed = read_json(RESULTS / "headline_rules")
+    have = {r["seed"] for r in committed.get("runs", {}).values() if r["method"] == RULE}
+    if not set(range(args.seeds)) <= have:
+        parser.error(f"headline_rules.json holds the rule's runs for seeds {sorted(have)}; --seeds {args.seeds} "
+                     "asks for more: run benchmarks.accuracy.headline_rules with that many seeds first")
     b = bench(OUT)
     b.pools()
     pool = load_pool(b._suite / "sft.jsonl")
@@ -97,7 +102,6 @@ def main(argv: list[str] | None = None) -> int:
         write_json(saved, {"runs": runs})
         print(key, f"{runs[key]['accuracy']:.3f}", flush=True)
 
-    committed = read_json(RESULTS / "headline_rules")
     acc: dict[str, dict[int, float]] = {}
     for run in [*committed["runs"].values(), *runs.values()]:
         acc.setdefault(run["method"], {})[run["seed"]] = run["accuracy"]
@@ -134,6 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     lines += [f"| {' minus '.join(short[x].split(':')[0] for x in k.split(' vs '))} | {v['diff']:+.3f} | "
               f"{p_text(v['p'])} | {v['spread']:.3f} |" for k, v in versus.items()]
     same = sum(a == c for a, c in reproduced.values())
+    room = versus["oracle vs " + RULE]["diff"]
     lines += ["", f"The rule rerun here through `less` with `loss_weight=1` reproduces its committed accuracy on "
               f"{same} of {len(reproduced)} seeds ({reproduced}).", "",
               f"With the per-seed spread of the policy-vs-rule differences ({spread:.3f}), a paired t-test over "
@@ -143,8 +148,8 @@ def main(argv: list[str] | None = None) -> int:
               "clean and on-target, which no selector can know, beat it by that much (paired p = "
               f"{p_text(versus['oracle vs ' + RULE]['p'])}). For a policy to beat the rule with p < 0.05 at the "
               f"policy's seed spread takes a mean difference of about {detectable:.3f}, "
-              f"{detectable / versus['oracle vs ' + RULE]['diff']:.1f} times that room: the rule's 90% useful "
-              "share leaves little to find.",
+              + (f"{detectable / room:.1f} times that room" if room > 0 else "and the oracle finds no room")
+              + ": the rule's 90% useful share leaves little to find.",
               f"- Sharing the oracle's budget between the two target families moves it by "
               f"{versus[ORACLES[1] + ' vs ' + ORACLES[0]]['diff']:+.3f} (p = "
               f"{p_text(versus[ORACLES[1] + ' vs ' + ORACLES[0]]['p'])}): the one-family pile-up of the rule and the "

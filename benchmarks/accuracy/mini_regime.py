@@ -165,8 +165,8 @@ def markdown(rep: dict[str, Any]) -> str:
                          f"({_fmt(row['p_clean_vs_defective'])}) | {_fmt(row['gap_over_seed_std'])} |")
         lines.append("")
     lines += ["## What the numbers say", "", reading(rep["pools"]), "",
-              "A p or gap of n/a: every seed gave the same difference (training left the greedy answers unchanged)."
-              , ""]
+              "A p of n/a: every seed gave the same clean-minus-defective difference, so a t-test has no spread to "
+              "weigh it by (at the lowest rates, because training left the greedy answers nearly unchanged).", ""]
     return "\n".join(lines)
 
 
@@ -183,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in args.pools:
         raw = run(name)
         pools[name] = {"untrained": round(raw["untrained"], 4), "pool_size": raw["pool_size"],
-                       "by_regime": summarise(raw)}
+                       "by_regime": summarise(raw), "runs": raw["runs"]}
     sizes = sorted({row["selection_size"] for p in pools.values() for row in p["by_regime"].values()})
     rep = {"command": command_line(__file__, argv), "environment": environment(),
            "load_note": load_note(before, load_average()), "mini_digest": weights_digest("mini"),
