@@ -193,6 +193,8 @@ def test_bench_balance_gives_the_target_subtasks_to_policy_less_and_nice_only(tm
     tasks = [ex.meta["task"] for ex in load_pool(tmp_path / "b" / "target_select.jsonl")]  # the half they align with
     assert len(set(tasks)) == 2
     assert seen["less"] == seen["nice"] == {"balance": True, "subtasks": tasks}
+    bench.select("less:gradient_type=sgd,loss_weight=1", 0.1, 0, None, None)  # a method's own options join them
+    assert seen["less"] == {"gradient_type": "sgd", "loss_weight": 1, "balance": True, "subtasks": tasks}
     assert seen["policy"] == {"policy_path": tmp_path / "policy.zip", "subtasks": tasks}
     assert seen["random"] == {} and seen["gradalign"] == {"mode": "sim"}
 
@@ -247,23 +249,3 @@ def test_a_method_names_its_selector_options():
                           ("gradalign:nope", "mode")]:
         with pytest.raises(SelectgymError, match=error):
             BenchConfig(methods=[method])
-
-
-def test_bench_passes_a_methods_options_to_its_selector(tmp_path, monkeypatch):
-    from types import SimpleNamespace
-
-    from selectgym.bench import harness
-
-    method = "less:gradient_type=sgd,loss_weight=1"
-    bench = harness.Bench(BenchConfig(out=str(tmp_path / "b"), suite_size=40, validation_size=8,
-                                      methods=[method, "random"]))
-    bench.pools()
-    seen = {}
-
-    def fake_selector(name, **options):
-        seen[name] = options
-        return SimpleNamespace(select=lambda *args: SimpleNamespace(ids=["x"]))
-
-    monkeypatch.setattr(harness, "get_selector", fake_selector)
-    assert bench.select(method, 0.1, 0, None, None)[0] == ["x"]
-    assert seen == {"less": {"gradient_type": "sgd", "loss_weight": 1}}
