@@ -74,6 +74,12 @@ POOLS = {"suite": SuiteConfig(seed=0, size=600, validation_size=600),
                                 target_tasks={f: FAMILIES[f] for f in ("gcd", "letter_counting")},
                                 off_target_tasks={f: FAMILIES[f] for f in ("products", "lcm", "prime_factorization",
                                                                             "number_filtering")})}
+#: pools studied apart (``benchmarks.accuracy.fidelity_learnable``), not in this benchmark's report: ``learnable``
+#: aims at the two families ``mini`` learns from 30 clean examples (``mini_families.md``), with the same off-target
+#: families as ``heldout``
+EXTRA_POOLS = {"learnable": SuiteConfig(seed=12, size=600, validation_size=600, target_share=0.35, defect_rate=0.3,
+                                        target_tasks={"count_bits": {}, "spell_backward": {}},
+                                        off_target_tasks=POOLS["heldout"].off_target_tasks)}
 #: the fixed rules and selectors whose top picks are selections (``policy``: the shipped default policy)
 METHODS = ("less", "less_sgd", "less_sgd_minus_loss", "less_balanced", "nice", "gradalign:sim",
            "gradalign:accgreedy", "gradalign:learnalign", "dpo_gap", "rds", "length", "learnability", "policy")
@@ -94,7 +100,7 @@ def build(name: str) -> Path:
     folder = OUT / name
     suite = folder / "suite"
     if not (folder / "score.jsonl").exists():
-        make_suite(suite, POOLS[name])
+        make_suite(suite, {**POOLS, **EXTRA_POOLS}[name])
         write_target_parts(suite / "validation.jsonl", folder / "observe.jsonl", folder / "reward.jsonl",
                            folder / "score.jsonl")
     for kind in ("sft", "preference", "verifiable"):
