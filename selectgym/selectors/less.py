@@ -105,15 +105,11 @@ def minus_loss(scores: np.ndarray, train: FeatureTable, weight: float, selector:
                skip_nonfinite: bool = False) -> np.ndarray:
     """The z-scored ``scores`` minus ``weight`` times the z-scored proxy ``loss`` of each training row (both over
     the rows still in play). Rows already ``EXCLUDED`` stay so; a row with a NaN or inf loss is an error, or joins
-    them under ``skip_nonfinite``."""
-    loss = np.asarray(train.get("loss"), dtype=np.float64).reshape(len(train))
+    them under ``skip_nonfinite`` (``NonFiniteRows``, as every selector reads a feature)."""
+    bad = NonFiniteRows(train, selector, skip_nonfinite)
+    loss = bad.check_vector("loss", np.asarray(train.get("loss"), dtype=np.float64).reshape(len(train)))
     kept = scores != EXCLUDED
-    bad = np.flatnonzero(kept & ~np.isfinite(loss))
-    if len(bad) and not skip_nonfinite:
-        ids = ", ".join(str(train.ids[i]) for i in bad[:3]) + (" ..." if len(bad) > 3 else "")
-        raise SelectgymError(f"{selector}: the proxy loss is NaN or infinite in {len(bad)} training row(s) ({ids}); "
-                             "recompute the features, or pass --option skip_nonfinite=true to leave them out")
-    kept[bad] = False
+    kept[bad.finish()] = False
     out = np.full(len(scores), EXCLUDED)
     out[kept] = standardise(scores[kept]) - weight * standardise(loss[kept])
     return out

@@ -154,7 +154,7 @@ def test_loss_weight_checks_its_value_and_the_loss(make_table):
         with pytest.raises(SelectgymError, match="loss_weight must be a finite number"):
             LessSelector(loss_weight=bad)
     train, val = _loss_case(make_table, loss=(0.0, float("nan"), 2.0))
-    with pytest.raises(SelectgymError, match="loss is NaN or infinite in 1 training row.*ex1.*skip_nonfinite"):
+    with pytest.raises(SelectgymError, match=r"NaN or inf in .*'loss': 1 row\(s\), e\.g\. 'ex1'.*skip_nonfinite"):
         LessSelector(gradient_type="sgd", loss_weight=1).score(train, val, np.random.default_rng(0))
     kept = LessSelector(gradient_type="sgd", loss_weight=1, skip_nonfinite=True).score(train, val,
                                                                                        np.random.default_rng(0))
