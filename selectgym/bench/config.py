@@ -100,12 +100,12 @@ def check_method_options(method: str) -> None:
     name, options = method_options(method)
     if not options:
         return
-    if name not in (FULL, "policy") and "=" not in method and "mode" not in SELECTORS.options(name):
-        raise SelectgymError(f"method {method!r}: {name} has no modes; give its options as KEY=VALUE after the ':' "
-                             f"(like {OPTIONS_LIKE})")
     if name in (FULL, "policy"):
         raise SelectgymError(f"method {method!r}: {name} takes no options in a benchmark (a policy's come from "
                              "policy_path and agent); drop the part after ':'")
+    if "=" not in method and "mode" not in SELECTORS.options(name):
+        raise SelectgymError(f"method {method!r}: {name} has no modes; give its options as KEY=VALUE after the ':' "
+                             f"(like {OPTIONS_LIKE})")
     taken = sorted({"subtasks", "balance"} & set(options))
     if taken:
         raise SelectgymError(f"method {method!r}: {', '.join(taken)} come(s) from balance_subtasks; drop them from "
