@@ -22,10 +22,8 @@ from typing import Any
 import numpy as np
 from scipy.stats import spearmanr
 
-from benchmarks.accuracy.reward_fidelity import MINI_FT, OUT, one_seed_rho, rho_ci, run_pool, untrained
+from benchmarks.accuracy.reward_fidelity import OUT, accuracy, one_seed_rho, rho_ci, run_pool, untrained
 from benchmarks.envelope import RESULTS, command_line, environment, load_average, load_note, write_results
-from selectgym.bench.harness import finetune_and_score
-from selectgym.finetune.config import FinetuneConfig
 from selectgym.proxies.models import weights_digest
 from selectgym.utils import write_json
 
@@ -36,16 +34,11 @@ def cross_third(keys: list[str], sels: dict) -> dict[str, float]:
     """Each selection's seed-0 ``mini`` target (the same seeded training as its recorded score-third run) scored on
     the **reward** third instead (cached): how far two thirds of the target set agree on the same training, a noise
     that a reward scoring other problems than the scored ones meets and the seed-to-seed ceiling does not count."""
-    from selectgym.data.io import load_pool
-
     path = OUT / POOL / "cross-third.json"
     done = json.loads(path.read_text()) if path.exists() else {}
-    pool, reward_third = load_pool(OUT / POOL / "suite" / "sft.jsonl"), load_pool(OUT / POOL / "reward.jsonl")
     for key in keys:
         if key not in done:
-            cfg = FinetuneConfig(method="sft", model="mini", seed=0, output_dir=str(OUT / POOL / "ft" / "cross"),
-                                 **MINI_FT)
-            done[key] = finetune_and_score(cfg, pool, sels[key]["ids"], reward_third)["accuracy"]
+            done[key] = accuracy(OUT / POOL, sels[key]["ids"], "mini", 0, third="reward")["accuracy"]
             write_json(path, done)
     return done
 

@@ -246,11 +246,13 @@ def untrained(folder: Path, target: str) -> float:
     return float(json.loads(path.read_text())["accuracy"])
 
 
-def accuracy(folder: Path, ids: list[str], target: str, seed: int) -> dict[str, float]:
+def accuracy(folder: Path, ids: list[str], target: str, seed: int, third: str = "score") -> dict[str, float]:
+    """``target`` fine-tuned on ``ids`` with ``seed`` and scored on a third of the target set (``score``; ``reward``
+    to see how two thirds agree on the same training)."""
     settings = MINI_FT if target == "mini" else SMOLLM2_FT
     cfg = FinetuneConfig(method="sft", model=target, seed=seed, output_dir=str(folder / "ft" / f"{target}-{seed}"),
                          **settings)
-    out = finetune_and_score(cfg, load_pool(folder / "suite" / "sft.jsonl"), ids, load_pool(folder / "score.jsonl"))
+    out = finetune_and_score(cfg, load_pool(folder / "suite" / "sft.jsonl"), ids, load_pool(folder / f"{third}.jsonl"))
     return {"accuracy": out["accuracy"], "val_loss": out["val_loss"], "train_seconds": out["train_seconds"]}
 
 
